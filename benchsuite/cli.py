@@ -1,0 +1,197 @@
+"""The ``benchsuite`` command line: list, plugins, run, report.
+
+Exit codes: 0 success; 1 the run finished but some trajectories failed with an error;
+2 bad usage or bad input (unknown names, invalid hyperparameters: nothing was run);
+3 a plugin failed to load in strict mode; 4 the results folder cannot be written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+import pandas as pd
+
+from benchsuite.campaign import Campaign, CampaignError, plan, run_campaign
+from benchsuite.harness import Budget
+from benchsuite.observer import ProgressBar
+from benchsuite.plugins import ENV_STRICT, PluginLoadError, Registry, load_registry
+from benchsuite.results import load_results
+
+EXIT_TRAJECTORY_ERRORS, EXIT_USAGE, EXIT_PLUGIN, EXIT_UNWRITABLE = 1, 2, 3, 4
+
+
+class Context:
+    def __init__(self, strict: bool | None, blocked: tuple[str, ...]) -> None:
+        self.strict, self.blocked = strict, blocked
+        self._registry: Registry | None = None
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            try:
+                self._registry = load_registry(strict=self.strict, blocked=self.blocked)
+            except PluginLoadError as exc:
+                click.echo(f"error: {exc}", err=True)
+                sys.exit(EXIT_PLUGIN)
+            for err in self._registry.errors:
+                click.echo(f"warning: {err}", err=True)
+        return self._registry
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=__doc__)
+@click.version_option(package_name="benchsuite")
+@click.option("--strict/--no-strict", default=None,
+              help=f"Stop at the first plugin that fails to load (default: ${ENV_STRICT}).")
+@click.option("--no-plugin", "blocked", multiple=True, metavar="NAME",
+              help="Do not load this plugin (entry-point or distribution name); repeatable. "
+                   "BENCHSUITE_PLUGINS=a,b loads only those.")
+@click.pass_context
+def main(ctx: click.Context, strict: bool | None, blocked: tuple[str, ...]) -> None:
+    """Do (sub)gradient trajectories stay bounded and reach a global minimum?
+
+    Cross-runs every integrator on every problem from the same seeded initial points.
+    """
+    ctx.obj = Context(strict, blocked)
+
+
+@main.command("list")
+@click.option("-v", "--verbose", is_flag=True, help="All metadata of each problem.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def list_cmd(obj: Context, verbose: bool, as_json: bool) -> None:
+    """List problems and integrators, with the plugin that provides each."""
+    reg = obj.registry
+    problems = []
+    for name, p in reg.problems.items():
+        src = reg.origin("problem", name)
+        row = {"name": name, "plugin": src.name, "distribution": src.distribution,
+               "description": p.summary()}
+        problems.append({**row, **p.details()} if verbose else row)
+    integrators = []
+    for name, i in reg.integrators.items():
+        src = reg.origin("integrator", name)
+        integrators.append({"name": name, "plugin": src.name, "distribution": src.distribution,
+                            "description": i.summary(), "requires": sorted(i.requires),
+                            "order": i.order, "adaptive": i.adaptive, "params": i.params})
+    if as_json:
+        click.echo(json.dumps({"problems": problems, "integrators": integrators}, indent=2,
+                              default=str))
+        return
+    click.echo(f"Problems ({len(problems)}):")
+    for row in problems:
+        click.echo(f"  {row['name']}  [{row['plugin']} / {row['distribution']}]")
+        click.echo(f"      {row['description']}")
+        if verbose:
+            for key, value in reg.problems[row["name"]].details().items():
+                if key not in ("name",) and value not in ({}, [], "", None):
+                    click.echo(f"      {key}: {value}")
+    click.echo(f"Integrators ({len(integrators)}):")
+    for row in integrators:
+        params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
+        click.echo(f"  {row['name']}({params})  [{row['plugin']} / {row['distribution']}]")
+        click.echo(f"      {row['description']}")
+
+
+@main.command("plugins")
+@click.pass_obj
+def plugins_cmd(obj: Context) -> None:
+    """List plugins: name, distribution, version, status and any load error."""
+    reg = obj.registry
+    for p in reg.plugins:
+        click.echo(f"{p.name:<28} {p.distribution} {p.version:<10} {p.status:<11} {p.module}")
+        if p.error:
+            click.echo(f"    {p.error}")
+    for err in reg.errors:
+        if err.stage != "import":
+            click.echo(f"error in {err}")
+
+
+def _run_id(campaign: Campaign) -> str:
+    blob = json.dumps(asdict(campaign), sort_keys=True, default=str).encode()
+    return "run-" + hashlib.sha256(blob).hexdigest()[:10]
+
+
+@main.command("run")
+@click.option("-p", "--problem", "problems", multiple=True, metavar="GLOB",
+              help="Problems to run (glob, repeatable). Default: all.")
+@click.option("-i", "--integrator", "integrators", multiple=True, metavar="SPEC",
+              help="Integrators: NAME, NAME(h=0.1) or a grid NAME(h=[0.1, 0.01]); repeatable. "
+                   "Default: all, with default hyperparameters.")
+@click.option("-n", "--n-points", default=64, show_default=True,
+              help="Initial points (trajectories) per problem.")
+@click.option("--seed", default=0, show_default=True, help="Root seed of the initial points.")
+@click.option("--t-max", default=100.0, show_default=True, help="Flow-time budget.")
+@click.option("--max-steps", default=20_000, show_default=True, help="Step budget.")
+@click.option("--max-evals", type=int, default=None, help="Oracle-call budget per trajectory.")
+@click.option("--wall-time", default=300.0, show_default=True, help="Seconds per cell.")
+@click.option("--results-dir", default="results", show_default=True, type=click.Path(),
+              help="Where run folders go.")
+@click.option("--run-id", default=None,
+              help="Run folder name (default: a hash of the campaign, so the same command "
+                   "resumes).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a TTY).")
+@click.pass_obj
+def run_cmd(obj: Context, problems, integrators, n_points, seed, t_max, max_steps, max_evals,
+            wall_time, results_dir, run_id, progress) -> None:
+    """Run a campaign; with no options, the default one on the built-in catalog.
+
+    Results go to RESULTS_DIR/RUN_ID/ (parquet tables and a manifest); finished cells of an
+    earlier run of the same campaign are kept and skipped.
+    """
+    try:
+        campaign = Campaign(problems=problems or ("*",), integrators=integrators or ("*",),
+                            n_points=n_points, seed=seed,
+                            budget=Budget(t_max=t_max, max_steps=max_steps, max_evals=max_evals,
+                                          wall_time=wall_time))
+        plan(obj.registry, campaign)  # validate every name before any work starts
+    except (CampaignError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    run_dir = Path(results_dir) / (run_id or _run_id(campaign))
+    try:
+        store = run_campaign(campaign, obj.registry, run_dir,
+                             observers=[ProgressBar(disable=None if progress is None
+                                                    else not progress)])
+    except PermissionError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_UNWRITABLE)
+    summary = summarize(load_results(store.path))
+    click.echo(summary.to_string())
+    click.echo(f"\nresults: {store.path}")
+    if (load_results(store.path)["trajectories"].get("stop", pd.Series()) == "error").any():
+        sys.exit(EXIT_TRAJECTORY_ERRORS)
+
+
+def summarize(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per problem and integrator: trajectories, how they stopped, and the median final gap."""
+    traj = tables["trajectories"]
+    if traj.empty:
+        return pd.DataFrame()
+    keys = ["problem", "integrator"]
+    counts = pd.crosstab([traj[k] for k in keys], traj["stop"])
+    med = traj.groupby(keys, observed=True).agg(
+        median_f_gap=("f_gap", "median"), median_norm=("norm", "median"),
+        max_norm=("max_norm", "max"))
+    return counts.join(med)
+
+
+@main.command("report")
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+def report_cmd(run: str) -> None:
+    """Summarize a finished run (never re-runs anything)."""
+    try:
+        tables = load_results(run)
+    except FileNotFoundError as exc:
+        raise click.UsageError(str(exc)) from exc
+    with pd.option_context("display.width", 200, "display.max_rows", 500):
+        click.echo(summarize(tables).to_string())
+
+
+def entry(argv: list[str] | None = None) -> Any:
+    """Run the CLI without exiting the interpreter (for tests)."""
+    return main.main(args=argv, standalone_mode=False)

@@ -1,0 +1,323 @@
+"""The harness: the only loop. Runs one integrator on one problem over a batch of trajectories.
+
+As scipy's ``solve_ivp`` and diffrax's ``diffeqsolve`` own the loop around a stepper, the
+harness owns budgets (flow time, steps, oracle calls, wall time), log-spaced recording, retiring
+finished rows, and turning exceptions and non-finite values into a per-trajectory stop reason with
+a message. Integrators only step.
+
+Recording is on log-spaced checkpoints, in steps (``1, 2, 4, ...``, ``per_octave`` per doubling)
+and in flow time (``t_min * 2**(j/per_octave)``), so memory and output grow as O(B log T).
+Recording is observation, not algorithm cost: its evaluations of f and of the gradient norm go to
+the problem directly and are not counted as oracle calls.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchsuite.arrays import namespace, to_numpy
+from benchsuite.integrator import MESSAGES, Flag, Integrator, State
+from benchsuite.oracle import Oracle
+from benchsuite.problem import Problem
+
+#: Check the whole state for non-finite entries every this many steps (cheap, but not free).
+FINITE_CHECK_EVERY = 16
+
+STOP_MESSAGES = {
+    "t_max": "reached the flow-time budget",
+    "max_steps": "reached the step budget",
+    "max_evals": "reached the oracle-call budget",
+    "wall_time": "reached the wall-time budget of the cell",
+    **{flag.name.lower(): msg for flag, msg in MESSAGES.items() if flag != Flag.RUNNING},
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """When a trajectory stops: whichever limit comes first.
+
+    Parameters
+    ----------
+    t_max : float
+        Flow time (the sum of accepted steps): integrators are compared at equal t.
+    max_steps : int
+        Step attempts per trajectory (rejected adaptive steps count).
+    max_evals : int, optional
+        Oracle calls per trajectory, all oracles together.
+    wall_time : float
+        Seconds for the whole cell.
+    """
+
+    t_max: float = 100.0
+    max_steps: int = 100_000
+    max_evals: int | None = None
+    wall_time: float = 300.0
+
+    def __post_init__(self) -> None:
+        for key in ("t_max", "max_steps", "wall_time"):
+            value = getattr(self, key)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"budget {key} must be a finite number > 0, got {value!r}")
+        if self.max_evals is not None and self.max_evals <= 0:
+            raise ValueError(f"budget max_evals must be > 0, got {self.max_evals!r}")
+
+
+@dataclass(frozen=True)
+class Recording:
+    """Where checkpoints fall: ``per_octave`` per doubling of steps and of flow time from t_min."""
+
+    per_octave: int = 2
+    t_min: float = 1e-2
+
+    def time_grid(self, t_max: float) -> np.ndarray:
+        if t_max <= self.t_min:
+            return np.array([t_max])
+        count = math.ceil(self.per_octave * math.log2(t_max / self.t_min))
+        grid = self.t_min * 2.0 ** (np.arange(count + 1) / self.per_octave)
+        return np.append(grid[grid < t_max], t_max)
+
+    def step_grid(self, max_steps: int) -> set[int]:
+        count = math.ceil(self.per_octave * math.log2(max(max_steps, 2)))
+        steps = np.unique(np.round(2.0 ** (np.arange(count + 1) / self.per_octave)))
+        return {int(s) for s in steps if s <= max_steps} | {max_steps}
+
+
+@dataclass
+class CellResult:
+    """What one (problem, integrator) cell produced.
+
+    Attributes
+    ----------
+    trajectories : DataFrame
+        One row per trajectory: stop reason and message, steps, flow time, initial and final
+        values, norms, oracle counts, initial and final points.
+    checkpoints : DataFrame
+        Long form, one row per trajectory and checkpoint: step, t, f, f - f_star, |x|,
+        gradient norm, invariant drift, oracle counts so far.
+    wall_time : float
+    skipped : str or None
+        Why the integrator does not apply (then both tables are empty).
+    """
+
+    trajectories: pd.DataFrame
+    checkpoints: pd.DataFrame
+    wall_time: float = 0.0
+    skipped: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class _Recorder:
+    """Collects checkpoint rows and final rows on the host."""
+
+    def __init__(self, problem: Problem, x0: np.ndarray, xp: Any) -> None:
+        self.problem, self.xp = problem, xp
+        batch = x0.shape[0]
+        self.rows: list[dict[str, np.ndarray]] = []
+        self.final: dict[str, np.ndarray] = {
+            "stop": np.full(batch, "", dtype=object),
+            "message": np.full(batch, "", dtype=object),
+            "steps": np.zeros(batch, dtype=np.int64),
+            "t": np.zeros(batch),
+            "f": np.full(batch, np.nan),
+            "norm": np.full(batch, np.nan),
+            "max_norm": np.zeros(batch),
+            "nfev": np.zeros(batch, dtype=np.int64),
+            "ngev": np.zeros(batch, dtype=np.int64),
+            "nprox": np.zeros(batch, dtype=np.int64),
+            "x": np.full(x0.shape, np.nan),
+        }
+        inv = problem.invariant(xp.asarray(x0)) if problem.invariant is not None else None
+        self.inv0 = None if inv is None else to_numpy(inv)
+
+    def record(self, step: int, state: State, local: np.ndarray, oracle: Oracle) -> np.ndarray:
+        """Record rows ``local`` of the batch; return which of them are non-finite."""
+        xp, problem = self.xp, self.problem
+        ids = oracle.rows[local]
+        x = state.x if local.size == state.x.shape[0] else xp.take(
+            state.x, xp.asarray(local), axis=0)
+        xh = to_numpy(x)
+        f = to_numpy(problem.f(x))
+        g = to_numpy(problem.first_order(x))
+        norm = np.linalg.norm(xh, axis=1)
+        row = {
+            "traj": ids,
+            "step": np.full(ids.shape, step, dtype=np.int64),
+            "t": to_numpy(state.t)[local],
+            "f": f,
+            "f_gap": f - problem.f_star,
+            "norm": norm,
+            "grad_norm": np.linalg.norm(g, axis=1),
+        }
+        if self.inv0 is not None:
+            inv = to_numpy(problem.invariant(x))
+            row["drift"] = np.linalg.norm(inv - self.inv0[ids], axis=1)
+        counts = oracle.counts(local)
+        row.update(nfev=counts["f"], ngev=counts["grad"], nprox=counts["prox"])
+        self.rows.append(row)
+        final = self.final
+        final["max_norm"][ids] = np.fmax(final["max_norm"][ids], norm)
+        final["f"][ids], final["norm"][ids], final["t"][ids] = f, norm, row["t"]
+        final["steps"][ids] = step
+        final["x"][ids] = xh
+        for key in ("nfev", "ngev", "nprox"):
+            final[key][ids] = row[key]
+        return ~(np.isfinite(f) & np.isfinite(norm))
+
+    def retire(self, ids: np.ndarray, stop: np.ndarray | str, message: np.ndarray | str) -> None:
+        self.final["stop"][ids] = stop
+        self.final["message"][ids] = message
+
+    def tables(self, problem: Problem, x0: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+        final = self.final
+        traj = pd.DataFrame({
+            "traj": np.arange(x0.shape[0]),
+            "stop": final["stop"].astype(str),
+            "message": final["message"].astype(str),
+            "steps": final["steps"],
+            "t": final["t"],
+            "f0": to_numpy(problem.f(self.xp.asarray(x0))),
+            "f": final["f"],
+            "f_gap": final["f"] - problem.f_star,
+            "norm0": np.linalg.norm(x0, axis=1),
+            "norm": final["norm"],
+            "max_norm": final["max_norm"],
+            "nfev": final["nfev"],
+            "ngev": final["ngev"],
+            "nprox": final["nprox"],
+            "x0": list(x0),
+            "x": list(final["x"]),
+        })
+        if self.rows:
+            checkpoints = pd.DataFrame({k: np.concatenate([r[k] for r in self.rows])
+                                        for k in self.rows[0]})
+            checkpoints = checkpoints.sort_values(["traj", "step"], kind="stable")
+            checkpoints = checkpoints.drop_duplicates(["traj", "step"], keep="last")
+        else:
+            checkpoints = pd.DataFrame()
+        return traj, checkpoints.reset_index(drop=True)
+
+
+def run_cell(
+    problem: Problem,
+    integrator: Integrator,
+    x0: np.ndarray,
+    budget: Budget | None = None,
+    *,
+    recording: Recording | None = None,
+    xp: Any = None,
+) -> CellResult:
+    """Run ``integrator`` on ``problem`` from every row of ``x0`` at once.
+
+    Parameters
+    ----------
+    problem : Problem
+    integrator : Integrator
+    x0 : ndarray, shape (B, n)
+        Initial points (float64).
+    budget : Budget, optional
+    recording : Recording, optional
+    xp : namespace, optional
+        Array namespace to run in (default numpy); ``x0`` is converted to it.
+
+    Returns
+    -------
+    CellResult
+    """
+    budget = budget or Budget()
+    recording = recording or Recording()
+    x0 = np.asarray(x0, dtype=np.float64)
+    if x0.ndim != 2 or x0.shape[1] != problem.n:
+        raise ValueError(f"initial points for {problem.name} must have shape (B, {problem.n}), "
+                         f"got {x0.shape}")
+    reason = integrator.skip(problem)
+    if reason is not None:
+        return CellResult(pd.DataFrame(), pd.DataFrame(), skipped=reason)
+    xp = namespace(x0) if xp is None else xp
+    start = time.perf_counter()
+    with np.errstate(all="ignore"):  # overflow is detected and reported per trajectory
+        recorder = _Recorder(problem, x0, xp)
+        _loop(problem, integrator, xp.asarray(x0), budget, recording, recorder, start)
+    traj, checkpoints = recorder.tables(problem, x0)
+    return CellResult(traj, checkpoints, wall_time=time.perf_counter() - start)
+
+
+def _loop(problem, integrator, X0, budget, recording, recorder, start) -> None:
+    xp = namespace(X0)
+    batch = X0.shape[0]
+    oracle = Oracle(problem, batch)
+    t_grid = recording.time_grid(budget.t_max)
+    step_grid = recording.step_grid(budget.max_steps)
+    next_t = np.zeros(batch, dtype=np.int64)  # index into t_grid of each row's next checkpoint
+
+    def fail_all(exc: Exception, state_rows: np.ndarray) -> None:
+        recorder.retire(state_rows, "error", f"{type(exc).__name__}: {exc}")
+
+    try:
+        state = integrator.init(oracle, X0)
+        recorder.record(0, state, np.arange(batch), oracle)
+    except Exception as exc:
+        fail_all(exc, oracle.rows)
+        return
+
+    step = 0
+    next_due = t_grid[0]
+    while True:
+        step += 1
+        try:
+            state = integrator.step(oracle, state)
+        except Exception as exc:
+            fail_all(exc, oracle.rows)
+            return
+        t = to_numpy(state.t)
+        flag = to_numpy(state.flag)
+        size = t.shape[0]
+        stop = np.full(size, "", dtype=object)
+        # cheap whole-batch tests first; per-row work only when something is due
+        if step % FINITE_CHECK_EVERY == 0:
+            bad = ~to_numpy(xp.all(xp.isfinite(state.x), axis=1))
+            flag = np.where(bad & (flag == 0), int(Flag.NONFINITE), flag)
+        if flag.any():
+            stop = np.where(flag != 0, [Flag(v).name.lower() for v in flag], stop)
+        if t.max() >= budget.t_max:
+            stop = np.where((stop == "") & (t >= budget.t_max), "t_max", stop)
+        if step >= budget.max_steps:
+            stop = np.where(stop == "", "max_steps", stop)
+        if budget.max_evals is not None:
+            evals = sum(oracle.counts().values())
+            stop = np.where((stop == "") & (evals >= budget.max_evals), "max_evals", stop)
+        if time.perf_counter() - start > budget.wall_time:
+            stop = np.where(stop == "", "wall_time", stop)
+        ended = stop != ""
+        due = ended.copy()
+        if step in step_grid:
+            due[:] = True
+        if t.max() >= next_due:
+            due |= t >= t_grid[np.minimum(next_t, len(t_grid) - 1)]
+        if due.any():
+            local = np.flatnonzero(due)
+            try:
+                nonfinite = recorder.record(step, state, local, oracle)
+            except Exception as exc:
+                fail_all(exc, oracle.rows)
+                return
+            newly = local[nonfinite & ~ended[local]]
+            stop[newly], ended[newly] = "nonfinite", True
+            next_t[local] = np.searchsorted(t_grid, t[local], side="right")
+            next_due = t_grid[min(next_t.min(), len(t_grid) - 1)]
+        if ended.any():
+            done = np.flatnonzero(ended)
+            reasons = stop[done]
+            recorder.retire(oracle.rows[done], reasons, [STOP_MESSAGES[r] for r in reasons])
+            keep = np.flatnonzero(~ended)
+            if keep.size == 0:
+                return
+            state = state.take(xp, xp.asarray(keep))
+            oracle.keep(keep)
+            next_t = next_t[keep]
+            next_due = t_grid[min(next_t.min(), len(t_grid) - 1)]

@@ -1,0 +1,165 @@
+"""Integrators: discretisations of the (sub)gradient flow x' in -df(x), over a batch at once.
+
+The interface follows optax's ``init``/``update`` and diffrax's solver state: hyperparameters are
+(frozen dataclass) fields, and the evolving state is explicit data returned by each step, never
+hidden in the integrator. To write an integrator, a plugin must
+
+1. subclass :class:`Integrator` as a ``@dataclass(frozen=True)`` whose fields are the
+   hyperparameters (with defaults), and validate them in ``__post_init__``;
+2. set the class attributes ``name``, ``requires`` (a subset of
+   ``{"grad", "subgrad", "prox"}``), ``order`` (``None`` when it has none), ``adaptive`` and
+   ``descent`` (``True`` when each step provably decreases f); the class docstring's first line
+   is the one-line description in listings;
+3. implement ``init(oracle, x0) -> State`` and ``step(oracle, state) -> State``. A step is a pure
+   function of its inputs (it returns a new state and never mutates the old one), advances every
+   row of the batch by one attempt, adds the flow time of accepted steps to ``state.t``, and sets
+   ``state.flag`` for rows that cannot go on (see :class:`Flag`). The state may be a subclass of
+   :class:`State` with more per-row arrays (leading axis ``B``): the harness subsets them all when
+   trajectories retire;
+4. optionally override ``skip(problem)`` to say why it does not apply to a problem.
+
+Only the oracle (never the problem directly) may be called inside ``init`` and ``step``, so that
+calls are counted.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import enum
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+import array_api_compat
+
+from benchsuite.oracle import Oracle
+from benchsuite.problem import Array, Problem
+
+
+class Flag(enum.IntEnum):
+    """Why a trajectory stopped before its budget; 0 means it is still running."""
+
+    RUNNING = 0
+    NONFINITE = 1
+    PROX_FAILED = 2
+    STEP_COLLAPSE = 3
+    ERROR = 4
+
+
+#: What each flag means for the user (as scipy's ``MESSAGES``).
+MESSAGES = {
+    Flag.RUNNING: "ran to its budget",
+    Flag.NONFINITE: "the state or f became non-finite (overflow or blow-up); try a smaller step",
+    Flag.PROX_FAILED: "no proximal step satisfied the descent inequality even at the smallest "
+    "tau; the prox subproblem may be unbounded below",
+    Flag.STEP_COLLAPSE: "the adaptive step size fell below its minimum: the vector field is "
+    "discontinuous or the solution blows up",
+    Flag.ERROR: "the integrator or an oracle raised an exception",
+}
+
+
+@dataclass(frozen=True)
+class State:
+    """The state of a batch of B trajectories.
+
+    Attributes
+    ----------
+    x : array, shape (B, n)
+        Current points.
+    t : array, shape (B,)
+        Flow time reached (the sum of accepted steps).
+    flag : array of int, shape (B,)
+        :class:`Flag` per row; non-zero rows are retired by the harness.
+    """
+
+    x: Array
+    t: Array
+    flag: Array
+
+    @classmethod
+    def start(cls, x0: Array, **extra: Any) -> Self:
+        """A state at flow time 0, all rows running, for the batch ``x0`` of shape ``(B, n)``."""
+        xp = array_api_compat.array_namespace(x0)
+        device = array_api_compat.device(x0)
+        batch = x0.shape[0]
+        return cls(x=x0, t=xp.zeros(batch, dtype=xp.float64, device=device),
+                   flag=xp.zeros(batch, dtype=xp.int8, device=device), **extra)
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def take(self, xp: Any, idx: Array) -> Self:
+        """The sub-batch of rows ``idx``: every array field with a leading batch axis is indexed."""
+        batch = self.x.shape[0]
+        changes = {}
+        for fld in dataclasses.fields(self):
+            value = getattr(self, fld.name)
+            shape = getattr(value, "shape", None)
+            if shape and shape[0] == batch:
+                changes[fld.name] = xp.take(value, idx, axis=0)
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Integrator(abc.ABC):
+    """Base class of all integrators: see the module docstring for what to provide."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""  # default: the class docstring
+    requires: ClassVar[frozenset[str]]
+    order: ClassVar[int | None] = None
+    adaptive: ClassVar[bool] = False
+    descent: ClassVar[bool] = False
+    array_api: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def init(self, oracle: Oracle, x0: Array) -> State:
+        """Initial state for the batch ``x0`` of shape ``(B, n)``."""
+
+    @abc.abstractmethod
+    def step(self, oracle: Oracle, state: State) -> State:
+        """Advance every row of the batch by one step attempt."""
+
+    def skip(self, problem: Problem) -> str | None:
+        """Why this integrator does not apply to ``problem``, or ``None`` when it does."""
+        if "grad" in self.requires and not problem.smooth:
+            return f"{self.name} needs a gradient, and {problem.name} is nonsmooth"
+        if "prox" in self.requires and problem.prox is None:
+            return f"{self.name} needs a prox, and {problem.name} provides none"
+        return None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Hyperparameters, by name."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def with_params(self, **params: Any) -> Self:
+        """A copy with other hyperparameters (validated by ``__post_init__``)."""
+        unknown = set(params) - set(self.params)
+        if unknown:
+            raise ValueError(
+                f"integrator {self.name!r} has no hyperparameter {sorted(unknown)}; "
+                f"it has {sorted(self.params)}"
+            )
+        return dataclasses.replace(self, **params)
+
+    @property
+    def label(self) -> str:
+        """Name with hyperparameters, e.g. ``euler(h=0.01)``: the integrator column of results."""
+        inside = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in self.params.items())
+        return f"{self.name}({inside})"
+
+    def summary(self) -> str:
+        """One line for listings."""
+        text = self.description or type(self).__doc__ or self.name
+        return text.strip().splitlines()[0]
+
+
+def require_positive(owner: str, **values: float) -> None:
+    """Raise a ValueError naming the hyperparameter unless every value is finite and > 0."""
+    for key, value in values.items():
+        if not (isinstance(value, int | float) and 0 < value < float("inf")):
+            raise ValueError(f"{owner}: hyperparameter {key} must be a finite number > 0, "
+                             f"got {value!r}")

@@ -1,0 +1,98 @@
+"""The oracle wrapper through which integrators see a problem: counts calls, checks shapes.
+
+The harness, not each integrator, counts oracle calls (as scipy's ``OdeSolver`` counts ``nfev``
+in its base class), so every integrator is measured the same way.
+
+Counting is per trajectory but O(1) per call on the hot path: a call over the whole current batch
+bumps one scalar; only calls over a subset (``rows=``, e.g. the proximal scheme retrying a few
+trajectories) touch the per-trajectory array. Rows leave the batch only when they retire, so a
+trajectory's count is the full-batch counter at that moment plus its own partial count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from benchsuite.problem import Array, Problem
+
+KINDS = ("f", "grad", "prox")
+
+
+class OracleError(RuntimeError):
+    """An oracle returned something that is not a batch of the expected shape."""
+
+
+@dataclass
+class _Counter:
+    full: int
+    partial: np.ndarray
+
+
+class Oracle:
+    """Counted access to a problem's batched oracles.
+
+    Parameters
+    ----------
+    problem : Problem
+    n_traj : int
+        Number of trajectories in the cell; row ``i`` of the first batch is trajectory ``i``.
+    """
+
+    def __init__(self, problem: Problem, n_traj: int) -> None:
+        self.problem = problem
+        self.rows = np.arange(n_traj)  # trajectory id of each row of the current batch
+        self._counts = {k: _Counter(0, np.zeros(n_traj, dtype=np.int64)) for k in KINDS}
+
+    # -- the three oracles -------------------------------------------------------------------
+    def f(self, X: Array, rows: np.ndarray | None = None) -> Array:
+        """Values ``f(X)``, shape ``(B,)``, for ``X`` of shape ``(B, n)``."""
+        out = self.problem.f(X)
+        self._count("f", rows)
+        return self._checked(out, (X.shape[0],), "f")
+
+    def grad(self, X: Array, rows: np.ndarray | None = None) -> Array:
+        """Gradient, or Clarke subgradient selection, shape ``(B, n)``."""
+        out = self.problem.first_order(X)
+        self._count("grad", rows)
+        return self._checked(out, tuple(X.shape), "grad")
+
+    def prox(self, X: Array, tau: float | Array, rows: np.ndarray | None = None) -> Array:
+        """Proximal points ``argmin_y f(y) + |y - x|^2/(2 tau)``, shape ``(B, n)``."""
+        if self.problem.prox is None:
+            raise OracleError(f"problem {self.problem.name!r} has no prox")
+        out = self.problem.prox(X, tau)
+        self._count("prox", rows)
+        return self._checked(out, tuple(X.shape), "prox")
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def _count(self, kind: str, rows: np.ndarray | None) -> None:
+        counter = self._counts[kind]
+        if rows is None:
+            counter.full += 1
+        else:
+            counter.partial[self.rows[rows]] += 1
+
+    def _checked(self, out: Array, shape: tuple[int, ...], kind: str) -> Array:
+        if tuple(getattr(out, "shape", ())) != shape:
+            raise OracleError(
+                f"{self.problem.name}.{kind} returned shape {getattr(out, 'shape', type(out))}, "
+                f"expected {shape}: oracles must be batched over the first axis"
+            )
+        return out
+
+    def counts(self, local: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Calls so far of each oracle for the given rows of the current batch (default: all).
+
+        Returns
+        -------
+        dict
+            ``{"f": (k,), "grad": (k,), "prox": (k,)}`` integer arrays.
+        """
+        ids = self.rows if local is None else self.rows[local]
+        return {k: c.full + c.partial[ids] for k, c in self._counts.items()}
+
+    def keep(self, local: np.ndarray) -> None:
+        """Restrict the current batch to rows ``local`` (the others have retired)."""
+        self.rows = self.rows[local]

@@ -1,0 +1,178 @@
+"""Problems: batched oracles plus what theory says about them.
+
+A :class:`Problem` is data, not a class hierarchy: a name, a dimension, batched oracles and
+metadata. Families of problems are functions that build one :class:`Problem` per parameter set.
+
+To provide a problem, a plugin must give
+
+1. ``name`` (unique across plugins; lowercase, digits, ``_-.=,[]``) and dimension ``n``;
+2. ``f(X) -> (B,)`` for ``X`` of shape ``(B, n)``;
+3. ``grad(X) -> (B, n)`` when the problem is smooth (C^1), or ``subgrad(X) -> (B, n)``, a Clarke
+   subgradient selection (the minimal-norm element where one is known), when it is not;
+4. ``sample(rng, B) -> (B, n)``, float64 numpy initial points drawn from a
+   :class:`numpy.random.Generator`;
+5. the metadata fields: ``f_star`` and ``attained``, ``smooth``, ``coercive`` and the
+   :class:`Theory` verdict with its source.
+
+Optional: ``prox(X, tau) -> (B, n)`` (a global minimizer of ``f(y) + |y - x|^2 / (2 tau)``,
+row by row), ``invariant(X) -> (B, k)`` (a quantity the exact flow conserves), the list of known
+``critical_values``, and ``params`` for members of a family.
+
+Oracles receive arrays of any array-API namespace and must return arrays of the same namespace
+(use :func:`array_api_compat.array_namespace`); a numpy-only problem sets ``array_api=False``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+Array = Any  # an array of some array-API namespace, shape given in each docstring
+BatchFunction = Callable[[Array], Array]
+ProxFunction = Callable[[Array, float], Array]
+Sampler = Callable[[np.random.Generator, int], np.ndarray]
+
+#: Names end up in file paths and shell commands: keep them to a safe alphabet.
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_\-.=,\[\]]*$")
+
+
+class Verdict(enum.StrEnum):
+    """What the literature establishes about a property of a problem."""
+
+    YES = "yes"
+    NO = "no"
+    UNKNOWN = "unknown"  # not proved either way in the sources
+    OPEN = "open"  # stated as an open question in the sources
+    NOT_APPLICABLE = "n/a"  # e.g. the negative control, which is not bounded below
+
+
+@dataclass(frozen=True)
+class Theory:
+    """What theory says about a problem's landscape and its (sub)gradient trajectories.
+
+    Parameters
+    ----------
+    bounded_trajectories : Verdict
+        Whether every (sub)gradient trajectory is bounded (Josz & Li, Definition 7).
+    spurious_local_minima : Verdict
+        Whether there is a spurious (classical) local minimum.
+    spurious_minima_at_infinity : Verdict
+        Whether there is a spurious local minimum at infinity (Josz & Li, Definition 3).
+    source : str
+        Paper, section, equation or figure.
+    note : str
+        One or two sentences of context (what the trajectories are expected to do).
+    """
+
+    bounded_trajectories: Verdict
+    spurious_local_minima: Verdict
+    spurious_minima_at_infinity: Verdict
+    source: str
+    note: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """A benchmark problem: batched oracles and metadata. See the module docstring."""
+
+    name: str
+    n: int
+    f: BatchFunction
+    sample: Sampler
+    f_star: float
+    attained: bool
+    smooth: bool
+    coercive: bool
+    theory: Theory
+    description: str
+    grad: BatchFunction | None = None
+    subgrad: BatchFunction | None = None
+    prox: ProxFunction | None = None
+    invariant: BatchFunction | None = None
+    critical_values: tuple[float, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)
+    role: str = "benchmark"  # or "negative control", "exploratory probe"
+    array_api: bool = True
+
+    def __post_init__(self) -> None:
+        if not NAME_PATTERN.match(self.name):
+            raise ValueError(
+                f"problem name {self.name!r} is not allowed: use lowercase letters, digits and "
+                "'_-.=,[]' so that it is safe in file names"
+            )
+        if self.n < 1:
+            raise ValueError(f"problem {self.name!r}: dimension n must be >= 1, got {self.n}")
+        if self.smooth and self.grad is None:
+            raise ValueError(f"smooth problem {self.name!r} must provide grad")
+        if not self.smooth and self.subgrad is None:
+            raise ValueError(f"nonsmooth problem {self.name!r} must provide subgrad")
+        if math.isnan(self.f_star):
+            raise ValueError(f"problem {self.name!r}: f_star must be a number or -inf")
+
+    @property
+    def first_order(self) -> BatchFunction:
+        """The first-order oracle: the gradient if smooth, else the Clarke selection."""
+        return self.grad if self.grad is not None else self.subgrad
+
+    @property
+    def oracles(self) -> frozenset[str]:
+        """Names of the oracles this problem provides (``grad``, ``subgrad``, ``prox``)."""
+        have = {"subgrad"}  # a gradient is a (singleton) Clarke subgradient
+        if self.grad is not None:
+            have.add("grad")
+        if self.prox is not None:
+            have.add("prox")
+        return frozenset(have)
+
+    def summary(self) -> str:
+        """One line for listings."""
+        return self.description.strip().splitlines()[0]
+
+    def details(self) -> dict[str, Any]:
+        """Every metadata field, flattened for a verbose listing or a results manifest."""
+        return {
+            "name": self.name,
+            "n": self.n,
+            "params": dict(self.params),
+            "role": self.role,
+            "f_star": self.f_star,
+            "attained": self.attained,
+            "smooth": self.smooth,
+            "coercive": self.coercive,
+            "oracles": sorted(self.oracles),
+            "critical_values": list(self.critical_values),
+            "invariant": self.invariant is not None,
+            "bounded_trajectories": str(self.theory.bounded_trajectories),
+            "spurious_local_minima": str(self.theory.spurious_local_minima),
+            "spurious_minima_at_infinity": str(self.theory.spurious_minima_at_infinity),
+            "source": self.theory.source,
+            "note": self.theory.note,
+            "array_api": self.array_api,
+        }
+
+
+def uniform_box(low: float | np.ndarray, high: float | np.ndarray, n: int) -> Sampler:
+    """Sampler of initial points uniform on the box ``[low, high]^n``."""
+    lo = np.broadcast_to(np.asarray(low, dtype=np.float64), (n,))
+    hi = np.broadcast_to(np.asarray(high, dtype=np.float64), (n,))
+
+    def sample(rng: np.random.Generator, batch: int) -> np.ndarray:
+        return rng.uniform(lo, hi, size=(batch, n))
+
+    return sample
+
+
+def gaussian(scale: float, n: int, mean: float | np.ndarray = 0.0) -> Sampler:
+    """Sampler of initial points ``mean + scale * N(0, I_n)``."""
+    mu = np.broadcast_to(np.asarray(mean, dtype=np.float64), (n,))
+
+    def sample(rng: np.random.Generator, batch: int) -> np.ndarray:
+        return mu + scale * rng.standard_normal((batch, n))
+
+    return sample
