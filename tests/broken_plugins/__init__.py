@@ -1,0 +1,1 @@
+"""Deliberately broken plugins, loaded by the tests through fake entry points."""

@@ -1,0 +1,78 @@
+"""The command line: listing, running, reporting, and errors before any work starts."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from benchsuite.cli import main
+from benchsuite.results import load_results
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_list_shows_problems_and_integrators_with_their_plugin():
+    out = invoke("list", "--json")
+    assert out.exit_code == 0
+    data = json.loads(out.output)
+    problems = {p["name"]: p for p in data["problems"]}
+    assert problems["mc2x2_example1"]["plugin"] == "factorization"
+    assert {"euler"} <= {i["name"] for i in data["integrators"]}
+
+
+def test_list_verbose_shows_theory_and_source():
+    out = invoke("list", "--verbose")
+    assert out.exit_code == 0
+    assert "spurious_minima_at_infinity: yes" in out.output
+    assert "[JL] Section 1, Example 1" in out.output
+
+
+def test_plugins_lists_distribution_and_status():
+    out = invoke("plugins")
+    assert out.exit_code == 0 and "loaded" in out.output and "benchsuite" in out.output
+
+
+def test_run_writes_tables_and_report_reads_them(tmp_path):
+    out = invoke("run", "-p", "xy_minus_one", "-i", "euler(h=[0.1, 0.05])", "-n", "8",
+                 "--t-max", "5", "--results-dir", str(tmp_path), "--run-id", "r1",
+                 "--no-progress")
+    assert out.exit_code == 0, out.output
+    tables = load_results(tmp_path / "r1")
+    traj = tables["trajectories"]
+    assert len(traj) == 16 and set(traj["integrator"]) == {"euler(h=0.1)", "euler(h=0.05)"}
+    # the same initial points for every integrator on a problem
+    by = traj.groupby("integrator", observed=True)["f0"].apply(list)
+    assert by["euler(h=0.1)"] == by["euler(h=0.05)"]
+    report = invoke("report", str(tmp_path / "r1"))
+    assert report.exit_code == 0 and "euler(h=0.05)" in report.output
+
+
+def test_unknown_names_fail_before_work_with_suggestions(tmp_path):
+    out = CliRunner().invoke(main, ["run", "-p", "mc2x2_exampel1", "--results-dir",
+                                    str(tmp_path)])
+    assert out.exit_code == 2
+    assert "did you mean mc2x2_example1" in out.output
+    assert not any(tmp_path.iterdir())
+    out = CliRunner().invoke(main, ["run", "-i", "euler(h=-1)", "--results-dir", str(tmp_path)])
+    assert out.exit_code == 2 and "h must be a finite number > 0" in out.output
+
+
+def test_unwritable_results_dir_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")  # unwritable for root too, unlike a chmod
+    out = CliRunner().invoke(main, ["run", "-p", "xy_minus_one", "-n", "2", "--results-dir",
+                                    str(blocker / "results")])
+    assert out.exit_code == 4 and "--results-dir" in out.output
+
+
+def test_python_dash_m_entry_point_help():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "benchsuite", "--help"], capture_output=True,
+                         text=True, check=True)
+    for command in ("list", "plugins", "run", "report"):
+        assert command in out.stdout

@@ -1,0 +1,77 @@
+"""The example third-party plugin: installing it adds its problem and integrator, with no edit of
+benchsuite; uninstalling removes them. Runs offline: the wheel is built without build isolation
+and installed with --no-deps --no-index into a fresh virtual environment that sees this one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN = ROOT / "plugins" / "heavyball"
+DIST = "benchsuite-heavyball"
+
+pytestmark = pytest.mark.slow
+
+
+def sh(*args, **kw):
+    out = subprocess.run([str(a) for a in args], capture_output=True, text=True, **kw)
+    assert out.returncode == 0, f"{args} failed:\n{out.stdout}\n{out.stderr}"
+    return out.stdout
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("plugin")
+    sh(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+       "-w", tmp / "wheels", PLUGIN)
+    (wheel,) = (tmp / "wheels").glob("benchsuite_heavyball-*.whl")
+    env_dir = tmp / "venv"
+    sh(sys.executable, "-m", "venv", env_dir)
+    python = env_dir / "bin" / "python"
+    site = sh(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").strip()
+    # let the fresh venv see benchsuite and its dependencies, .pth files (editable installs)
+    # included, without copying or downloading anything
+    parent = sysconfig.get_paths()["purelib"]
+    Path(site, "_parent_env.pth").write_text(f"import site; site.addsitedir({parent!r})\n")
+    return python, wheel, tmp
+
+
+def listing(python):
+    return json.loads(sh(python, "-m", "benchsuite", "list", "--json"))
+
+
+def test_install_list_run_uninstall(venv):
+    python, wheel, tmp = venv
+    before = listing(python)
+    assert "heavyball" not in {i["name"] for i in before["integrators"]}
+
+    sh(python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel)
+    after = listing(python)
+    integrators = {i["name"]: i for i in after["integrators"]}
+    problems = {p["name"]: p for p in after["problems"]}
+    assert integrators["heavyball"]["distribution"] == DIST
+    assert problems["rosenbrock2d"]["distribution"] == DIST
+    plugins_out = sh(python, "-m", "benchsuite", "plugins")
+    assert DIST in plugins_out and "1.0.0" in plugins_out
+
+    # a run uses them, like any built-in
+    sh(python, "-m", "benchsuite", "run", "-p", "rosenbrock2d", "-p", "xy_minus_one",
+       "-i", "heavyball(h=0.001, beta=0.5)", "-i", "euler(h=0.001)", "-n", "4", "--t-max", "2",
+       "--results-dir", tmp / "results", "--run-id", "with-plugin", "--no-progress")
+    code = ("import sys; from benchsuite.results import load_results; "
+            "t = load_results(sys.argv[1])['trajectories']; "
+            "print(sorted(set(zip(t.problem, t.integrator))))")
+    cells = sh(python, "-c", code, tmp / "results" / "with-plugin")
+    assert "('rosenbrock2d', 'heavyball(h=0.001,beta=0.5)')" in cells
+    assert "('xy_minus_one', 'euler(h=0.001)')" in cells
+
+    sh(python, "-m", "pip", "uninstall", "-y", "-q", DIST)
+    gone = listing(python)
+    assert "heavyball" not in {i["name"] for i in gone["integrators"]}
+    assert "rosenbrock2d" not in {p["name"] for p in gone["problems"]}
