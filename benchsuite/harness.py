@@ -26,6 +26,9 @@ from benchsuite.integrator import MESSAGES, Flag, Integrator, State
 from benchsuite.oracle import Oracle
 from benchsuite.problem import Problem
 
+#: Flow time is a running sum of steps: 1000 steps of 0.01 add up to 9.99999999999998. A
+#: trajectory within this relative distance of t_max (or of a checkpoint) has reached it.
+T_MAX_RTOL = 1e-12
 #: Check the whole state for non-finite entries every this many steps (cheap, but not free).
 FINITE_CHECK_EVERY = 16
 
@@ -274,7 +277,7 @@ def _loop(problem, integrator, X0, budget, recording, recorder, start) -> None:
         except Exception as exc:
             fail_all(exc, oracle.rows)
             return
-        t = to_numpy(state.t)
+        t = to_numpy(state.t) * (1.0 + T_MAX_RTOL)  # for comparisons with t_max and the grid
         flag = to_numpy(state.flag)
         size = t.shape[0]
         stop = np.full(size, "", dtype=object)

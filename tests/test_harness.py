@@ -1,0 +1,101 @@
+"""The harness: budgets, log-spaced recording, and faults turned into per-trajectory stops."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from benchsuite import Budget, Recording, run_cell
+from benchsuite_plugins.euler import ExplicitEuler
+from benchsuite_problems.factorization import mc2x2_example1, xy_limit, xy_minus_one
+
+
+def x0(problem, batch=16, seed=0):
+    return problem.sample(np.random.default_rng(seed), batch)
+
+
+def test_flow_time_budget_and_log_spaced_checkpoints():
+    p = xy_minus_one()
+    res = run_cell(p, ExplicitEuler(h=0.01), x0(p), Budget(t_max=10.0))
+    traj, cp = res.trajectories, res.checkpoints
+    assert (traj["stop"] == "t_max").all()
+    assert (traj["steps"] == 1000).all()
+    np.testing.assert_allclose(traj["t"], 10.0, rtol=1e-9)
+    per_traj = cp.groupby("traj").size()
+    # O(log T) rows: ~2 per doubling of steps and of flow time, not 1000
+    assert per_traj.max() <= 2 * 2 * np.log2(1000) + 4
+    assert (cp.groupby("traj")["step"].apply(lambda s: s.is_monotonic_increasing)).all()
+
+
+def test_euler_converges_to_the_exact_limit_of_xy():
+    p = xy_minus_one()
+    start = np.array([[1.0, 2.0], [0.7, -0.2]])
+    res = run_cell(p, ExplicitEuler(h=1e-3), start, Budget(t_max=30.0, max_steps=10**6))
+    final = np.stack(res.trajectories["x"].to_numpy())
+    np.testing.assert_allclose(final[0], [0.5502505227, 1.8173540210], atol=5e-3)
+    np.testing.assert_allclose(final, xy_limit(start), atol=5e-3)
+    drift = res.checkpoints.groupby("traj")["drift"].max()
+    assert drift.max() < 1e-2  # Euler drifts the invariant by O(h), not O(1)
+
+
+def test_step_budget_and_counts():
+    p = xy_minus_one()
+    res = run_cell(p, ExplicitEuler(h=0.01), x0(p, 4), Budget(t_max=1e9, max_steps=50))
+    traj = res.trajectories
+    assert (traj["stop"] == "max_steps").all() and (traj["ngev"] == 50).all()
+    assert (traj["nfev"] == 0).all()  # recording does not count as oracle calls
+
+
+def test_eval_budget():
+    p = xy_minus_one()
+    res = run_cell(p, ExplicitEuler(h=0.01), x0(p, 4), Budget(t_max=1e9, max_evals=30))
+    assert (res.trajectories["stop"] == "max_evals").all()
+    assert (res.trajectories["ngev"] == 30).all()
+
+
+def test_overflow_becomes_nonfinite_stop_not_a_crash():
+    p = mc2x2_example1()
+    start = np.array([[1.0, 1.0, 1.0, 1.0], [5.0, -5.0, 5.0, 5.0]])
+    res = run_cell(p, ExplicitEuler(h=0.5), start, Budget(t_max=1e4, max_steps=10**5))
+    stops = res.trajectories.set_index("traj")["stop"]
+    assert stops[1] == "nonfinite" and "overflow" in res.trajectories["message"][1]
+
+
+def test_exception_in_an_oracle_becomes_error_stop_with_message():
+    def boom(X):
+        raise FloatingPointError("deliberate oracle failure")
+
+    p = dataclasses.replace(xy_minus_one(), grad=boom)
+    res = run_cell(p, ExplicitEuler(), x0(p, 3), Budget(t_max=1.0))
+    assert (res.trajectories["stop"] == "error").all()
+    assert res.trajectories["message"].str.contains("deliberate oracle failure").all()
+
+
+def test_wrong_shape_oracle_is_named_in_the_message():
+    p = dataclasses.replace(xy_minus_one(), grad=lambda X: X[:, :1])
+    res = run_cell(p, ExplicitEuler(), x0(p, 3), Budget(t_max=1.0))
+    assert res.trajectories["message"].str.contains("xy_minus_one.grad returned shape").all()
+
+
+def test_skip_when_the_integrator_does_not_apply():
+    class NeedsProx(ExplicitEuler):
+        requires = frozenset({"prox"})
+
+    res = run_cell(xy_minus_one(), NeedsProx(), x0(xy_minus_one()))
+    assert res.skipped and "provides none" in res.skipped and res.trajectories.empty
+
+
+def test_rejects_misshapen_initial_points():
+    with pytest.raises(ValueError, match=r"shape \(B, 2\)"):
+        run_cell(xy_minus_one(), ExplicitEuler(), np.zeros((3, 4)))
+
+
+def test_recording_grids():
+    rec = Recording(per_octave=2, t_min=0.01)
+    grid = rec.time_grid(100.0)
+    assert grid[0] == 0.01 and grid[-1] == 100.0 and np.all(np.diff(grid) > 0)
+    np.testing.assert_allclose(grid[2] / grid[0], 2.0)
+    steps = rec.step_grid(1000)
+    assert {1, 2, 4, 1000} <= steps and len(steps) < 25
