@@ -24,25 +24,27 @@ REMARK3_CRITICAL_POINT = math.sqrt(1.0 + math.sqrt(2.0))
 
 
 def _remark3_f(X):
+    # |x| <= 1: u (1 + u)/(1 + u^2) with u = x^2, exact near the minimum at 0.
+    # |x| > 1: 1 + (v - v^2)/(1 + v^2) with v = 1/x^2, so nothing overflows, even at 1e300.
     xp = namespace(X)
-    u = X[:, 0] * X[:, 0]
-    small = xp.minimum(u, 1.0)  # u (1 + u)/(1 + u^2): exact near 0, overflows for huge u
-    big = xp.maximum(u, 1.0)  # 1 + (u - 1)/(1 + u^2): no overflow, but cancels near 0
-    return xp.where(u <= 1.0, small * (1.0 + small) / (1.0 + small * small),
-                    1.0 + (big - 1.0) / (1.0 + big * big))
+    a = xp.abs(X[:, 0])
+    u = xp.minimum(a, 1.0) ** 2
+    v = (1.0 / xp.maximum(a, 1.0)) ** 2
+    return xp.where(a <= 1.0, u * (1.0 + u) / (1.0 + u * u), 1.0 + (v - v * v) / (1.0 + v * v))
 
 
 def _remark3_grad(X):
+    # f' = -2x (u^2 - 2u - 1)/(u^2 + 1)^2; for |x| > 1 divide through by u^4 (r = 1/x, v = r^2)
     xp = namespace(X)
     x = X[:, 0]
-    u = x * x
-    small = xp.minimum(u, 1.0)
-    inner = -2.0 * x * (small * small - 2.0 * small - 1.0) / (small * small + 1.0) ** 2
-    # |x| > 1: divide through by u^4, with v = 1/u, so x^4 never overflows
-    xb = xp.where(u > 1.0, x, 2.0)
-    v = 1.0 / (xb * xb)
-    outer = -2.0 * (v / xb) * (1.0 - 2.0 * v - v * v) / (1.0 + v * v) ** 2
-    return xp.reshape(xp.where(u <= 1.0, inner, outer), (-1, 1))
+    inside = xp.abs(x) <= 1.0
+    xi = xp.where(inside, x, 0.0)
+    u = xi * xi
+    near = -2.0 * xi * (u * u - 2.0 * u - 1.0) / (u * u + 1.0) ** 2
+    r = 1.0 / xp.where(inside, 2.0, x)
+    v = r * r
+    far = -2.0 * (v * r) * (1.0 - 2.0 * v - v * v) / (1.0 + v * v) ** 2
+    return xp.reshape(xp.where(inside, near, far), (-1, 1))
 
 
 def remark3_g(x: np.ndarray) -> np.ndarray:
