@@ -246,7 +246,7 @@ def run_cell(
     with np.errstate(all="ignore"):  # overflow is detected and reported per trajectory
         recorder = _Recorder(problem, x0, xp)
         _loop(problem, integrator, xp.asarray(x0), budget, recording, recorder, start)
-    traj, checkpoints = recorder.tables(problem, x0)
+        traj, checkpoints = recorder.tables(problem, x0)
     return CellResult(traj, checkpoints, wall_time=time.perf_counter() - start)
 
 
@@ -262,7 +262,7 @@ def _loop(problem, integrator, X0, budget, recording, recorder, start) -> None:
         recorder.retire(state_rows, "error", f"{type(exc).__name__}: {exc}")
 
     try:
-        state = integrator.init(oracle, X0)
+        state = integrator.with_horizon(integrator.init(oracle, X0), budget.t_max)
         recorder.record(0, state, np.arange(batch), oracle)
     except Exception as exc:
         fail_all(exc, oracle.rows)

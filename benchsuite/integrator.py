@@ -16,7 +16,8 @@ hidden in the integrator. To write an integrator, a plugin must
    ``state.flag`` for rows that cannot go on (see :class:`Flag`). The state may be a subclass of
    :class:`State` with more per-row arrays (leading axis ``B``): the harness subsets them all when
    trajectories retire;
-4. optionally override ``skip(problem)`` to say why it does not apply to a problem.
+4. optionally override ``skip(problem)`` to say why it does not apply to a problem, and
+   ``with_horizon(state, t_end)`` to clip adaptive steps at the flow-time budget.
 
 Only the oracle (never the problem directly) may be called inside ``init`` and ``step``, so that
 calls are counted.
@@ -120,6 +121,14 @@ class Integrator(abc.ABC):
     @abc.abstractmethod
     def step(self, oracle: Oracle, state: State) -> State:
         """Advance every row of the batch by one step attempt."""
+
+    def with_horizon(self, state: State, t_end: float) -> State:
+        """Tell an adaptive integrator to land exactly on flow time ``t_end`` (default: no-op).
+
+        The harness calls it after ``init`` with the flow-time budget, so that adaptive methods
+        are compared with fixed-step ones at equal t instead of overshooting it.
+        """
+        return state
 
     def skip(self, problem: Problem) -> str | None:
         """Why this integrator does not apply to ``problem``, or ``None`` when it does."""
