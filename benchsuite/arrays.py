@@ -53,6 +53,16 @@ def sigmoid_prime(xp: Any, z: Array) -> Array:
     return xp.exp(-softplus(xp, z) - softplus(xp, -z))
 
 
+def from_columns(xp: Any, columns: list[Array]) -> Array:
+    """The (B, n) array whose columns are the given (B,) arrays, built column-contiguous.
+
+    Stacking along axis 0 and transposing copies each column in one contiguous block, where
+    ``stack(axis=1)`` interleaves them element by element: several times faster for the small-n,
+    large-B batches of the catalog, and elementwise arithmetic then keeps the layout.
+    """
+    return xp.stack(columns, axis=0).T
+
+
 def row_norm(xp: Any, x: Array) -> Array:
     """Euclidean norm of each row of ``x`` of shape ``(B, n)``, shape ``(B,)``."""
     return xp.linalg.vector_norm(x, axis=-1)

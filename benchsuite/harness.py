@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from benchsuite.arrays import namespace, to_numpy
 from benchsuite.integrator import MESSAGES, Flag, Integrator, State
@@ -33,12 +34,16 @@ T_MAX_RTOL = 1e-12
 FINITE_CHECK_EVERY = 16
 
 STOP_MESSAGES = {
+    **{flag.name.lower(): msg for flag, msg in MESSAGES.items() if flag != Flag.RUNNING},
     "t_max": "reached the flow-time budget",
     "max_steps": "reached the step budget",
     "max_evals": "reached the oracle-call budget",
     "wall_time": "reached the wall-time budget of the cell",
-    **{flag.name.lower(): msg for flag, msg in MESSAGES.items() if flag != Flag.RUNNING},
 }
+#: Stop reasons as small integer codes on the hot path; integrator flags keep their values.
+STOP_NAMES = np.array(["", *STOP_MESSAGES], dtype=object)
+STOP_CODES = {name: code for code, name in enumerate(STOP_NAMES) if name}
+assert all(STOP_CODES[f.name.lower()] == f for f in Flag if f != Flag.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -193,8 +198,8 @@ class _Recorder:
             "nfev": final["nfev"],
             "ngev": final["ngev"],
             "nprox": final["nprox"],
-            "x0": list(x0),
-            "x": list(final["x"]),
+            "x0": point_column(x0),
+            "x": point_column(final["x"]),
         })
         if self.rows:
             checkpoints = pd.DataFrame({k: np.concatenate([r[k] for r in self.rows])
@@ -204,6 +209,26 @@ class _Recorder:
         else:
             checkpoints = pd.DataFrame()
         return traj, checkpoints.reset_index(drop=True)
+
+
+def point_column(points: np.ndarray) -> pd.arrays.ArrowExtensionArray:
+    """Rows of ``points`` (B, n) as one Arrow list column: no Python object per row.
+
+    (A list rather than a fixed-size list: pandas cannot read the latter back from parquet.)
+    """
+    batch, n = points.shape
+    flat = pa.array(np.ascontiguousarray(points, dtype=np.float64).ravel())
+    offsets = pa.array(np.arange(0, batch * n + 1, n, dtype=np.int32))
+    return pd.arrays.ArrowExtensionArray(pa.ListArray.from_arrays(offsets, flat))
+
+
+def points(table: pd.DataFrame, column: str = "x") -> np.ndarray:
+    """A point column of a trajectory table back as an array of shape (B, n)."""
+    values = table[column]
+    if isinstance(values.dtype, pd.ArrowDtype):
+        arrow = pa.chunked_array(values.array._pa_array).combine_chunks()
+        return arrow.flatten().to_numpy().reshape(len(values), -1)
+    return np.stack(values.to_numpy())
 
 
 def run_cell(
@@ -242,6 +267,9 @@ def run_cell(
     if reason is not None:
         return CellResult(pd.DataFrame(), pd.DataFrame(), skipped=reason)
     xp = namespace(x0) if xp is None else xp
+    if xp is namespace(x0):
+        # column-contiguous batches: the catalog's small-n oracles read columns X[:, i]
+        x0 = np.asfortranarray(x0)
     start = time.perf_counter()
     with np.errstate(all="ignore"):  # overflow is detected and reported per trajectory
         recorder = _Recorder(problem, x0, xp)
@@ -269,7 +297,11 @@ def _loop(problem, integrator, X0, budget, recording, recorder, start) -> None:
         return
 
     step = 0
-    next_due = t_grid[0]
+    # compare with the budget and the grid a hair early: flow time is a sum of rounded steps
+    t_end = budget.t_max * (1.0 - T_MAX_RTOL)
+    t_grid_early = t_grid * (1.0 - T_MAX_RTOL)
+    last = len(t_grid) - 1
+    next_due = t_grid_early[0]
     while True:
         step += 1
         try:
@@ -277,45 +309,51 @@ def _loop(problem, integrator, X0, budget, recording, recorder, start) -> None:
         except Exception as exc:
             fail_all(exc, oracle.rows)
             return
-        t = to_numpy(state.t) * (1.0 + T_MAX_RTOL)  # for comparisons with t_max and the grid
+        t = to_numpy(state.t)
         flag = to_numpy(state.flag)
         size = t.shape[0]
-        stop = np.full(size, "", dtype=object)
-        # cheap whole-batch tests first; per-row work only when something is due
+        # The hot path: two reductions and a set lookup per step; per-row arrays (stop codes,
+        # due masks) are built only on the steps where something ends or is recorded.
+        code = flag.astype(np.int8) if flag.any() else None
         if step % FINITE_CHECK_EVERY == 0:
             bad = ~to_numpy(xp.all(xp.isfinite(state.x), axis=1))
-            flag = np.where(bad & (flag == 0), int(Flag.NONFINITE), flag)
-        if flag.any():
-            stop = np.where(flag != 0, [Flag(v).name.lower() for v in flag], stop)
-        if t.max() >= budget.t_max:
-            stop = np.where((stop == "") & (t >= budget.t_max), "t_max", stop)
+            if bad.any():
+                code = _mark(code, bad, STOP_CODES["nonfinite"])
+        t_hi = t.max()
+        if t_hi >= t_end:
+            code = _mark(code, t >= t_end, STOP_CODES["t_max"])
         if step >= budget.max_steps:
-            stop = np.where(stop == "", "max_steps", stop)
+            code = _mark(code, np.ones(size, dtype=bool), STOP_CODES["max_steps"])
         if budget.max_evals is not None:
             evals = sum(oracle.counts().values())
-            stop = np.where((stop == "") & (evals >= budget.max_evals), "max_evals", stop)
+            if (evals >= budget.max_evals).any():
+                code = _mark(code, evals >= budget.max_evals, STOP_CODES["max_evals"])
         if time.perf_counter() - start > budget.wall_time:
-            stop = np.where(stop == "", "wall_time", stop)
-        ended = stop != ""
-        due = ended.copy()
+            code = _mark(code, np.ones(size, dtype=bool), STOP_CODES["wall_time"])
+        ended = None if code is None else code != 0
+        due = None
         if step in step_grid:
-            due[:] = True
-        if t.max() >= next_due:
-            due |= t >= t_grid[np.minimum(next_t, len(t_grid) - 1)]
-        if due.any():
+            due = np.ones(size, dtype=bool)
+        elif t_hi >= next_due:
+            due = t >= t_grid_early[np.minimum(next_t, last)]
+        if ended is not None:
+            due = ended if due is None else due | ended
+        if due is not None and due.any():
             local = np.flatnonzero(due)
             try:
                 nonfinite = recorder.record(step, state, local, oracle)
             except Exception as exc:
                 fail_all(exc, oracle.rows)
                 return
-            newly = local[nonfinite & ~ended[local]]
-            stop[newly], ended[newly] = "nonfinite", True
-            next_t[local] = np.searchsorted(t_grid, t[local], side="right")
-            next_due = t_grid[min(next_t.min(), len(t_grid) - 1)]
-        if ended.any():
+            if nonfinite.any():
+                code = _mark(code, np.isin(np.arange(size), local[nonfinite]),
+                             STOP_CODES["nonfinite"])
+                ended = code != 0
+            next_t[local] = np.searchsorted(t_grid_early, t[local], side="right")
+            next_due = t_grid_early[min(next_t.min(), last)]
+        if ended is not None and ended.any():
             done = np.flatnonzero(ended)
-            reasons = stop[done]
+            reasons = STOP_NAMES[code[done]]
             recorder.retire(oracle.rows[done], reasons, [STOP_MESSAGES[r] for r in reasons])
             keep = np.flatnonzero(~ended)
             if keep.size == 0:
@@ -323,4 +361,11 @@ def _loop(problem, integrator, X0, budget, recording, recorder, start) -> None:
             state = state.take(xp, xp.asarray(keep))
             oracle.keep(keep)
             next_t = next_t[keep]
-            next_due = t_grid[min(next_t.min(), len(t_grid) - 1)]
+            next_due = t_grid_early[min(next_t.min(), last)]
+
+
+def _mark(code: np.ndarray | None, mask: np.ndarray, value: int) -> np.ndarray:
+    """Set the stop code of rows in ``mask`` that have none yet (the first reason wins)."""
+    if code is None:
+        code = np.zeros(mask.shape[0], dtype=np.int8)
+    return np.where((code == 0) & mask, np.int8(value), code)

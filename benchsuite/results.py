@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from benchsuite.harness import CellResult
 
@@ -99,18 +101,35 @@ class RunStore:
             table = _labelled(table, {**labels, "cell_wall_time": result.wall_time}
                               if kind == TRAJECTORIES else labels)
             _atomic_write(self.path / kind / f"{key}.parquet",
-                          lambda tmp, t=table: t.to_parquet(tmp, index=False))
+                          lambda tmp, t=table: write_parquet(t, tmp))
 
     def table(self, kind: str) -> pd.DataFrame:
         """All finished cells' rows of ``kind`` ('trajectories' or 'checkpoints')."""
         files = sorted((self.path / kind).glob("*.parquet"))
         if not files:
             return pd.DataFrame()
-        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        return pd.concat([read_parquet(f) for f in files], ignore_index=True)
 
     def skipped(self) -> pd.DataFrame:
         files = sorted((self.path / SKIPPED).glob("*.json"))
         return pd.DataFrame([json.loads(f.read_text()) for f in files])
+
+
+def write_parquet(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Write through pyarrow without pandas' schema metadata: pandas 3 cannot read its own
+    metadata back for nested Arrow types (the point columns are lists of doubles)."""
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    pq.write_table(arrow.replace_schema_metadata(None), path)
+
+
+def read_parquet(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a table written by :func:`write_parquet`; list columns stay Arrow-backed."""
+    arrow = pq.read_table(path)
+
+    def mapper(dtype: pa.DataType) -> pd.ArrowDtype | None:
+        return pd.ArrowDtype(dtype) if pa.types.is_list(dtype) else None
+
+    return arrow.to_pandas(types_mapper=mapper)
 
 
 def _labelled(table: pd.DataFrame, labels: dict[str, Any]) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from itertools import combinations
 import numpy as np
 
 from benchsuite import Problem, Theory, Verdict, gaussian, hookimpl, uniform_box
-from benchsuite.arrays import asarray_like, namespace
+from benchsuite.arrays import asarray_like, from_columns, namespace
 from benchsuite_problems._matrices import gram_difference, pack, unpack
 
 # -- P01 ------------------------------------------------------------------------------------
@@ -33,8 +33,7 @@ def _mc2x2_f(X):
 
 def _mc2x2_grad(X):
     xp, x1, x2, y1, y2, r1, r2, r3 = _mc2x2_parts(X)
-    return xp.stack([2 * r1 * y1, 2 * (r2 * y1 + r3 * y2), 2 * (r1 * x1 + r2 * x2), 2 * r3 * x2],
-                    axis=1)
+    return 2.0 * from_columns(xp, [r1 * y1, r2 * y1 + r3 * y2, r1 * x1 + r2 * x2, r3 * x2])
 
 
 def _mc2x2_invariant(X):
@@ -86,7 +85,7 @@ def _xy_f(X):
 def _xy_grad(X):
     xp = namespace(X)
     r = X[:, 0] * X[:, 1] - 1.0
-    return xp.stack([2 * r * X[:, 1], 2 * r * X[:, 0]], axis=1)
+    return 2.0 * from_columns(xp, [r * X[:, 1], r * X[:, 0]])
 
 
 def _xy_invariant(X):

@@ -7,7 +7,7 @@ trajectories are bounded: a trajectory that reaches x1 = 0 stops there.
 from __future__ import annotations
 
 from benchsuite import Problem, Theory, Verdict, hookimpl, uniform_box
-from benchsuite.arrays import namespace
+from benchsuite.arrays import from_columns, namespace
 from benchsuite_problems._prox import minimize_1d
 
 
@@ -24,8 +24,8 @@ def _subgrad(X):
     x1, x2 = X[:, 0], X[:, 1]
     r = x1 * x2 - 1.0
     active = x1 > 0.0
-    return xp.stack([xp.where(active, 2.0 * r * x2, 0.0), xp.where(active, 2.0 * r * x1, 0.0)],
-                    axis=1)
+    return from_columns(xp, [xp.where(active, 2.0 * r * x2, 0.0),
+                             xp.where(active, 2.0 * r * x1, 0.0)])
 
 
 def _prox(X, tau):

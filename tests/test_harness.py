@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from benchsuite import Budget, Recording, run_cell
+from benchsuite.harness import points
 from benchsuite_plugins.euler import ExplicitEuler
 from benchsuite_problems.factorization import mc2x2_example1, xy_limit, xy_minus_one
 
@@ -33,7 +34,7 @@ def test_euler_converges_to_the_exact_limit_of_xy():
     p = xy_minus_one()
     start = np.array([[1.0, 2.0], [0.7, -0.2]])
     res = run_cell(p, ExplicitEuler(h=1e-3), start, Budget(t_max=30.0, max_steps=10**6))
-    final = np.stack(res.trajectories["x"].to_numpy())
+    final = points(res.trajectories)
     np.testing.assert_allclose(final[0], [0.5502505227, 1.8173540210], atol=5e-3)
     np.testing.assert_allclose(final, xy_limit(start), atol=5e-3)
     drift = res.checkpoints.groupby("traj")["drift"].max()

@@ -15,6 +15,7 @@ from scipy.linalg import expm
 
 from benchsuite import Budget, Oracle, Problem, Theory, Verdict, gaussian, run_cell
 from benchsuite.arrays import namespace, to_numpy
+from benchsuite.harness import points
 from benchsuite_plugins.euler import ExplicitEuler
 from benchsuite_plugins.proximal import ProximalPoint
 from benchsuite_plugins.runge_kutta import BogackiShampine, DormandPrince
@@ -225,7 +226,7 @@ def test_batched_rk_matches_solve_ivp(problem, integ):
     res = run_cell(problem, integ, x0, Budget(t_max=T, max_steps=10**6))
     assert (res.trajectories["stop"] == "t_max").all()
     np.testing.assert_allclose(res.trajectories["t"], T, rtol=1e-12)
-    ends = np.stack(res.trajectories["x"].to_numpy())
+    ends = points(res.trajectories)
     for i in range(x0.shape[0]):
         ref = solve_ivp(lambda _t, y: -problem.grad(y[None])[0], (0, T), x0[i],
                         method="DOP853", rtol=1e-12, atol=1e-13).y[:, -1]

@@ -1,0 +1,1 @@
+"""benchsuite's own benchmarks: asv suites (``bench_*.py``) and the throughput ratios script."""
