@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from benchsuite.arrays import namespace, to_numpy
+from benchsuite.classify import classify
+from benchsuite.columns import point_column, points  # noqa: F401 (re-exported)
 from benchsuite.integrator import MESSAGES, Flag, Integrator, State
 from benchsuite.oracle import Oracle
 from benchsuite.problem import Problem
@@ -211,26 +212,6 @@ class _Recorder:
         return traj, checkpoints.reset_index(drop=True)
 
 
-def point_column(points: np.ndarray) -> pd.arrays.ArrowExtensionArray:
-    """Rows of ``points`` (B, n) as one Arrow list column: no Python object per row.
-
-    (A list rather than a fixed-size list: pandas cannot read the latter back from parquet.)
-    """
-    batch, n = points.shape
-    flat = pa.array(np.ascontiguousarray(points, dtype=np.float64).ravel())
-    offsets = pa.array(np.arange(0, batch * n + 1, n, dtype=np.int32))
-    return pd.arrays.ArrowExtensionArray(pa.ListArray.from_arrays(offsets, flat))
-
-
-def points(table: pd.DataFrame, column: str = "x") -> np.ndarray:
-    """A point column of a trajectory table back as an array of shape (B, n)."""
-    values = table[column]
-    if isinstance(values.dtype, pd.ArrowDtype):
-        arrow = pa.chunked_array(values.array._pa_array).combine_chunks()
-        return arrow.flatten().to_numpy().reshape(len(values), -1)
-    return np.stack(values.to_numpy())
-
-
 def run_cell(
     problem: Problem,
     integrator: Integrator,
@@ -275,6 +256,11 @@ def run_cell(
         recorder = _Recorder(problem, x0, xp)
         _loop(problem, integrator, xp.asarray(x0), budget, recording, recorder, start)
         traj, checkpoints = recorder.tables(problem, x0)
+        try:
+            traj = classify(problem, integrator, traj, checkpoints)
+        except Exception as exc:  # a classifier bug must not lose the cell's results
+            traj["outcome"] = pd.Categorical(["undetermined"] * len(traj))
+            traj["reason"] = f"classifier failed: {type(exc).__name__}: {exc}"
     return CellResult(traj, checkpoints, wall_time=time.perf_counter() - start)
 
 

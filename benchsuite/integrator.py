@@ -139,6 +139,12 @@ class Integrator(abc.ABC):
         return None
 
     @property
+    def explicit_step(self) -> float | None:
+        """The fixed step h of an explicit method (whose stability limit is h lambda_max = 2),
+        or None. The classifier runs its step-limit test for integrators that have one."""
+        return None
+
+    @property
     def params(self) -> dict[str, Any]:
         """Hyperparameters, by name."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

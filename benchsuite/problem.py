@@ -16,7 +16,9 @@ To provide a problem, a plugin must give
 
 Optional: ``prox(X, tau) -> (B, n)`` (a global minimizer of ``f(y) + |y - x|^2 / (2 tau)``,
 row by row), ``invariant(X) -> (B, k)`` (a quantity the exact flow conserves), the list of known
-``critical_values``, and ``params`` for members of a family.
+``critical_values``, ``certificate(X, f) -> (B,)`` (numpy, host side: an outcome label proved
+by theory for a trajectory that reached X, or "" where nothing is proved; see
+:mod:`benchsuite.classify`), and ``params`` for members of a family.
 
 Oracles receive arrays of any array-API namespace and must return arrays of the same namespace
 (use :func:`array_api_compat.array_namespace`); a numpy-only problem sets ``array_api=False``.
@@ -95,6 +97,7 @@ class Problem:
     subgrad: BatchFunction | None = None
     prox: ProxFunction | None = None
     invariant: BatchFunction | None = None
+    certificate: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
     critical_values: tuple[float, ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)
     role: str = "benchmark"  # or "negative control", "exploratory probe"
@@ -148,6 +151,7 @@ class Problem:
             "oracles": sorted(self.oracles),
             "critical_values": list(self.critical_values),
             "invariant": self.invariant is not None,
+            "certificate": self.certificate is not None,
             "bounded_trajectories": str(self.theory.bounded_trajectories),
             "spurious_local_minima": str(self.theory.spurious_local_minima),
             "spurious_minima_at_infinity": str(self.theory.spurious_minima_at_infinity),

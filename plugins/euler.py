@@ -33,6 +33,10 @@ class ExplicitEuler(Integrator):
     def __post_init__(self) -> None:
         require_positive(self.name, h=self.h)
 
+    @property
+    def explicit_step(self) -> float:
+        return self.h
+
     def init(self, oracle: Oracle, x0: Array) -> State:
         return State.start(x0)
 

@@ -40,7 +40,7 @@ class SubgradientMethod(Integrator):
     """
 
     schedule: str = "sqrt"
-    c: float = 0.01
+    c: float = 0.05
 
     name = "subgradient"
     requires = frozenset({"subgrad"})

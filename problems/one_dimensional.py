@@ -54,6 +54,11 @@ def remark3_g(x: np.ndarray) -> np.ndarray:
             - np.log(x))
 
 
+def _remark3_certificate(X, f):
+    # beyond the global maxima +-sqrt(1 + sqrt 2) the flow runs off to infinity with f -> 1
+    return np.where(np.abs(X[:, 0]) > REMARK3_CRITICAL_POINT, "escape_spurious", "")
+
+
 def remark3_rational_1d() -> Problem:
     """[JL] Remark 3: f(x) = x^2 (1 + x^2)/(1 + x^4)."""
     f = _remark3_f
@@ -63,6 +68,7 @@ def remark3_rational_1d() -> Problem:
         f=f,
         grad=_remark3_grad,
         prox=prox_1d(f, 0.0),
+        certificate=_remark3_certificate,
         sample=uniform_box(-3.0, 3.0, 1),
         f_star=0.0,
         attained=True,

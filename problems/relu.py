@@ -6,6 +6,8 @@ trajectories are bounded: a trajectory that reaches x1 = 0 stops there.
 
 from __future__ import annotations
 
+import numpy as np
+
 from benchsuite import Problem, Theory, Verdict, hookimpl, uniform_box
 from benchsuite.arrays import from_columns, namespace
 from benchsuite_problems._prox import minimize_1d
@@ -57,6 +59,11 @@ def _prox(X, tau):
     return xp.stack([xp.where(use_flat, flat_a, a), xp.where(use_flat, x2, b)], axis=1)
 
 
+def _certificate(X, f):
+    # every point with x1 <= 0 is Clarke-critical with f = 1: the flat spurious region
+    return np.where(X[:, 0] <= 0.0, "converged_spurious", "")
+
+
 def relu_flat_fig2() -> Problem:
     """[JL] Section 1, Figure 2: (x2 max(x1, 0) - 1)^2."""
     return Problem(
@@ -65,6 +72,7 @@ def relu_flat_fig2() -> Problem:
         f=_f,
         subgrad=_subgrad,
         prox=_prox,
+        certificate=_certificate,
         sample=uniform_box(-1.0, 1.0, 2),
         f_star=0.0,
         attained=True,

@@ -50,6 +50,17 @@ def _shallow_sigmoid(xs: tuple[float, ...], ys: tuple[float, ...], width: int):
     return f, grad
 
 
+def _fig3_certificate(X, f):
+    # {f < 5} is cut by w1 = ln 3 (where f >= 5) into two critical-point-free halves
+    side = np.where(X[:, 0] > LN3, "escape_spurious", "escape_global")
+    return np.where(f < 5.0, side, "")
+
+
+def _example2_certificate(X, f):
+    # {f < 1} is cut by w1 = 0 and holds no critical point; the limit is the infimum 1/2
+    return np.where(f < 1.0, "escape_global", "")
+
+
 def sigmoid2pt_fig3() -> Problem:
     """[JL] Figure 3: f = 1/2[(w2 s(w1) - 1)^2 + (w2 s(-w1) + 3)^2], data (1, 1), (-1, -3)."""
     f, grad = _shallow_sigmoid((1.0, -1.0), (1.0, -3.0), 1)
@@ -58,6 +69,7 @@ def sigmoid2pt_fig3() -> Problem:
         n=2,
         f=f,
         grad=grad,
+        certificate=_fig3_certificate,
         sample=uniform_box(-4.0, 4.0, 2),
         f_star=0.5,
         attained=False,
@@ -90,6 +102,7 @@ def sigmoid2pt_example2() -> Problem:
         n=2,
         f=f,
         grad=grad,
+        certificate=_example2_certificate,
         sample=uniform_box(-2.0, 2.0, 2),
         f_star=0.5,
         attained=False,
