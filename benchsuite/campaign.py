@@ -8,6 +8,19 @@ run is reproduced exactly from its manifest.
 Integrators are named by specs: ``euler`` (defaults), ``euler(h=0.1)``, or a grid
 ``euler(h=[0.1, 0.01])`` (the product over list-valued parameters). The text inside the
 parentheses is a TOML inline table, parsed as data (``tomllib``), never evaluated.
+
+A campaign file is TOML too::
+
+    problems = ["mc2x2_example1"]
+    integrators = ["euler(h=0.01)", "rk45", "proximal(tau=0.1)"]
+    n_points = 4000
+    seed = 0
+
+    [budget]            # any of t_max, max_steps, max_evals, wall_time
+    t_max = 200.0
+
+    [recording]         # per_octave, t_min
+    per_octave = 2
 """
 
 from __future__ import annotations
@@ -21,14 +34,18 @@ import sys
 import tomllib
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from benchsuite.classify import OUTCOMES
+from benchsuite.columns import point_column
+from benchsuite.execution import Executor, TaskFailure, default_executor
 from benchsuite.harness import Budget, CellResult, Recording, run_cell
 from benchsuite.integrator import Integrator
 from benchsuite.observer import Observers
@@ -38,6 +55,10 @@ from benchsuite.results import RunStore, cell_key
 
 _SPEC = re.compile(r"^\s*([A-Za-z0-9_\-.*?\[\]]+)\s*(?:\((.*)\))?\s*$", re.DOTALL)
 KEY_LIBRARIES = ("numpy", "scipy", "pandas", "pyarrow", "pluggy", "array-api-compat")
+
+
+#: The default campaign (every problem, every integrator) runs in a few minutes on a laptop.
+DEFAULT_CAMPAIGN_BUDGET = Budget(t_max=20.0, max_steps=10_000, wall_time=10.0)
 
 
 class CampaignError(ValueError):
@@ -64,9 +85,9 @@ class Campaign:
 
     problems: tuple[str, ...] = ("*",)
     integrators: tuple[str, ...] = ("*",)
-    n_points: int = 64
+    n_points: int = 16
     seed: int = 0
-    budget: Budget = field(default_factory=Budget)
+    budget: Budget = field(default_factory=lambda: DEFAULT_CAMPAIGN_BUDGET)
     recording: Recording = field(default_factory=Recording)
 
     def __post_init__(self) -> None:
@@ -91,6 +112,71 @@ class Cell:
     def labels(self) -> dict[str, Any]:
         return {"problem": self.problem.name, "integrator": self.integrator.label,
                 "method": self.integrator.name}
+
+
+_SECTIONS = {"budget": Budget, "recording": Recording}
+_TOP_LEVEL = {"problems", "integrators", "n_points", "seed", *_SECTIONS}
+
+
+PACKAGED = Path(__file__).parent / "campaigns"
+
+
+def packaged_campaigns() -> list[str]:
+    """Names of the campaign files shipped with benchsuite (``--campaign NAME``)."""
+    return sorted(p.stem for p in PACKAGED.glob("*.toml"))
+
+
+def load_campaign(path: str | Path) -> Campaign:
+    """Read a campaign file (TOML, data only); errors name the file, and the line if TOML does.
+
+    ``path`` may also be the name of a packaged campaign (see :func:`packaged_campaigns`).
+    """
+    path = Path(path)
+    if not path.exists() and (PACKAGED / f"{path.name}.toml").exists():
+        path = PACKAGED / f"{path.name}.toml"
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise CampaignError(f"cannot read campaign file {path}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise CampaignError(f"{path}: not valid TOML: {exc}") from exc
+    return campaign_from_dict(data, source=str(path))
+
+
+def campaign_from_dict(data: dict[str, Any], source: str = "campaign") -> Campaign:
+    """Build and validate a Campaign from parsed TOML data."""
+    unknown = set(data) - _TOP_LEVEL
+    if unknown:
+        raise CampaignError(f"{source}: unknown key(s) {sorted(unknown)}; allowed: "
+                            f"{sorted(_TOP_LEVEL)}")
+    kwargs: dict[str, Any] = {}
+    for key in ("problems", "integrators"):
+        if key in data:
+            value = data[key]
+            if isinstance(value, str):
+                value = [value]
+            if not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
+                raise CampaignError(f"{source}: {key} must be a non-empty list of strings")
+            kwargs[key] = tuple(value)
+    for key in ("n_points", "seed"):
+        if key in data:
+            if not isinstance(data[key], int) or isinstance(data[key], bool):
+                raise CampaignError(f"{source}: {key} must be an integer, got {data[key]!r}")
+            kwargs[key] = data[key]
+    for key, cls in _SECTIONS.items():
+        if key in data:
+            section = data[key]
+            allowed = {f.name for f in fields(cls)}
+            if not isinstance(section, dict) or set(section) - allowed:
+                raise CampaignError(f"{source}: [{key}] accepts only {sorted(allowed)}")
+            try:
+                kwargs[key] = cls(**section)
+            except (TypeError, ValueError) as exc:
+                raise CampaignError(f"{source}: [{key}]: {exc}") from exc
+    try:
+        return Campaign(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise CampaignError(f"{source}: {exc}") from exc
 
 
 def parse_spec(spec: str) -> tuple[str, list[dict[str, Any]]]:
@@ -202,12 +288,36 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def failed_cell(cell: Cell, x0: np.ndarray, message: str) -> CellResult:
+    """A cell whose worker raised, died or was killed: every trajectory failed, with why."""
+    traj = pd.DataFrame({
+        "traj": np.arange(x0.shape[0]), "stop": "error", "message": message,
+        "steps": 0, "t": 0.0, "f0": np.nan, "f": np.nan, "f_gap": np.nan,
+        "norm0": np.linalg.norm(x0, axis=1), "norm": np.nan, "max_norm": np.nan,
+        "nfev": 0, "ngev": 0, "nprox": 0, "x0": point_column(x0),
+        "x": point_column(np.full_like(x0, np.nan)),
+        "outcome": pd.Categorical(["failed"] * x0.shape[0], categories=OUTCOMES),
+        "reason": "cell failed",
+    })
+    return CellResult(traj, pd.DataFrame(), info={"failure": message})
+
+
+def _run_one(task: tuple[Cell, np.ndarray, Budget, Recording]) -> CellResult:
+    cell, x0, budget, recording = task
+    return run_cell(cell.problem, cell.integrator, x0, budget, recording=recording)
+
+
+#: Hard time limit of a cell: its wall-time budget (checked between steps) plus this grace.
+HARD_LIMIT_FACTOR, HARD_LIMIT_GRACE = 2.0, 60.0
+
+
 def run_campaign(campaign: Campaign, registry: Registry, run_dir: str | Path,
-                 observers: Sequence[Any] = ()) -> RunStore:
+                 observers: Sequence[Any] = (), executor: Executor | None = None) -> RunStore:
     """Run every cell not yet on disk, writing each as it finishes; return the store.
 
     Running the same campaign into the same folder again resumes it: finished cells are kept
-    and skipped.
+    and skipped. A cell whose worker raises, dies or overruns its hard time limit is written as
+    failed trajectories with the message, and the campaign goes on.
     """
     cells = plan(registry, campaign)
     store = RunStore(run_dir)
@@ -218,11 +328,16 @@ def run_campaign(campaign: Campaign, registry: Registry, run_dir: str | Path,
     notify("campaign_started", campaign, todo)
     points: dict[str, np.ndarray] = {}
     for cell in todo:
-        name = cell.problem.name
-        if name not in points:
-            points[name] = initial_points(cell.problem, campaign.n_points, campaign.seed)
-        result: CellResult = run_cell(cell.problem, cell.integrator, points[name],
-                                      campaign.budget, recording=campaign.recording)
+        if cell.problem.name not in points:
+            points[cell.problem.name] = initial_points(cell.problem, campaign.n_points,
+                                                       campaign.seed)
+    tasks = [(c, points[c.problem.name], campaign.budget, campaign.recording) for c in todo]
+    executor = executor or default_executor()
+    hard_limit = campaign.budget.wall_time * HARD_LIMIT_FACTOR + HARD_LIMIT_GRACE
+    for i, result in executor.run(_run_one, tasks, time_limit=hard_limit):
+        cell = todo[i]
+        if isinstance(result, TaskFailure):
+            result = failed_cell(cell, tasks[i][1], result.message)
         store.write_cell(cell.key, cell.labels, result)
         notify("cell_finished", cell, result)
     notify("campaign_finished", store.path)

@@ -10,18 +10,29 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import click
 import pandas as pd
 
-from benchsuite.campaign import Campaign, CampaignError, plan, run_campaign
-from benchsuite.harness import Budget
+from benchsuite.campaign import (
+    DEFAULT_CAMPAIGN_BUDGET,
+    Campaign,
+    CampaignError,
+    campaign_from_dict,
+    load_campaign,
+    packaged_campaigns,
+    plan,
+    run_campaign,
+)
+from benchsuite.execution import SerialExecutor, default_executor
 from benchsuite.observer import ProgressBar
 from benchsuite.plugins import ENV_STRICT, PluginLoadError, Registry, load_registry
-from benchsuite.results import load_results
+from benchsuite.results import RunStore, load_results
+
+DEFAULT_BUDGET = DEFAULT_CAMPAIGN_BUDGET
 
 EXIT_TRAJECTORY_ERRORS, EXIT_USAGE, EXIT_PLUGIN, EXIT_UNWRITABLE = 1, 2, 3, 4
 
@@ -118,62 +129,99 @@ def _run_id(campaign: Campaign) -> str:
 
 
 @main.command("run")
+@click.option("-c", "--campaign", "campaign_file", metavar="FILE|NAME",
+              help="A TOML campaign file, or a packaged one by name ("
+                   + ", ".join(packaged_campaigns())
+                   + "); options given on the command line override it.")
 @click.option("-p", "--problem", "problems", multiple=True, metavar="GLOB",
               help="Problems to run (glob, repeatable). Default: all.")
 @click.option("-i", "--integrator", "integrators", multiple=True, metavar="SPEC",
               help="Integrators: NAME, NAME(h=0.1) or a grid NAME(h=[0.1, 0.01]); repeatable. "
                    "Default: all, with default hyperparameters.")
-@click.option("-n", "--n-points", default=64, show_default=True,
+@click.option("-n", "--n-points", type=int, default=Campaign.n_points, show_default=True,
               help="Initial points (trajectories) per problem.")
-@click.option("--seed", default=0, show_default=True, help="Root seed of the initial points.")
-@click.option("--t-max", default=100.0, show_default=True, help="Flow-time budget.")
-@click.option("--max-steps", default=20_000, show_default=True, help="Step budget.")
+@click.option("--seed", type=int, default=Campaign.seed, show_default=True,
+              help="Root seed of the initial points.")
+@click.option("--t-max", type=float, default=DEFAULT_BUDGET.t_max, show_default=True,
+              help="Flow-time budget.")
+@click.option("--max-steps", type=int, default=DEFAULT_BUDGET.max_steps, show_default=True,
+              help="Step budget.")
 @click.option("--max-evals", type=int, default=None, help="Oracle-call budget per trajectory.")
-@click.option("--wall-time", default=300.0, show_default=True, help="Seconds per cell.")
+@click.option("--wall-time", type=float, default=DEFAULT_BUDGET.wall_time, show_default=True,
+              help="Seconds per cell (a cell is killed at twice this plus a minute).")
 @click.option("--results-dir", default="results", show_default=True, type=click.Path(),
               help="Where run folders go.")
 @click.option("--run-id", default=None,
               help="Run folder name (default: a hash of the campaign, so the same command "
                    "resumes).")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None,
+              help="Finish an interrupted run: its campaign is read from its manifest.")
+@click.option("-j", "--workers", type=int, default=None,
+              help="Cells run in parallel (default: the number of cores; 1 runs in-process).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a TTY).")
-@click.pass_obj
-def run_cmd(obj: Context, problems, integrators, n_points, seed, t_max, max_steps, max_evals,
-            wall_time, results_dir, run_id, progress) -> None:
+@click.pass_context
+def run_cmd(ctx: click.Context, campaign_file, problems, integrators, n_points, seed, t_max,
+            max_steps, max_evals, wall_time, results_dir, run_id, resume_dir, workers,
+            progress) -> None:
     """Run a campaign; with no options, the default one on the built-in catalog.
 
     Results go to RESULTS_DIR/RUN_ID/ (parquet tables and a manifest); finished cells of an
     earlier run of the same campaign are kept and skipped.
     """
+    obj: Context = ctx.obj
+    given = {name for name in ctx.params
+             if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
     try:
-        campaign = Campaign(problems=problems or ("*",), integrators=integrators or ("*",),
-                            n_points=n_points, seed=seed,
-                            budget=Budget(t_max=t_max, max_steps=max_steps, max_evals=max_evals,
-                                          wall_time=wall_time))
+        if resume_dir is not None:
+            manifest = RunStore(resume_dir).manifest()
+            base = campaign_from_dict(manifest["campaign"], source=f"{resume_dir}/manifest.json")
+            run_dir = Path(resume_dir)
+        else:
+            base = load_campaign(campaign_file) if campaign_file else Campaign()
+            run_dir = None
+        changes: dict[str, Any] = {}
+        if "problems" in given:
+            changes["problems"] = problems
+        if "integrators" in given:
+            changes["integrators"] = integrators
+        if "n_points" in given:
+            changes["n_points"] = n_points
+        if "seed" in given:
+            changes["seed"] = seed
+        budget_changes = {k: v for k, v in (("t_max", t_max), ("max_steps", max_steps),
+                                            ("max_evals", max_evals), ("wall_time", wall_time))
+                          if k in given}
+        if budget_changes:
+            changes["budget"] = replace(base.budget, **budget_changes)
+        campaign = replace(base, **changes)
         plan(obj.registry, campaign)  # validate every name before any work starts
-    except (CampaignError, ValueError) as exc:
+    except (CampaignError, ValueError, FileNotFoundError) as exc:
         raise click.UsageError(str(exc)) from exc
-    run_dir = Path(results_dir) / (run_id or _run_id(campaign))
+    if run_dir is None:
+        run_dir = Path(results_dir) / (run_id or _run_id(campaign))
+    executor = SerialExecutor() if workers == 1 else default_executor(workers)
     try:
-        store = run_campaign(campaign, obj.registry, run_dir,
+        store = run_campaign(campaign, obj.registry, run_dir, executor=executor,
                              observers=[ProgressBar(disable=None if progress is None
                                                     else not progress)])
     except PermissionError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_UNWRITABLE)
-    summary = summarize(load_results(store.path))
-    click.echo(summary.to_string())
-    click.echo(f"\nresults: {store.path}")
-    if (load_results(store.path)["trajectories"].get("stop", pd.Series()) == "error").any():
+    tables = load_results(store.path)
+    with pd.option_context("display.width", 200, "display.max_rows", 1000):
+        click.echo(summarize(tables).to_string())
+    click.echo(f"\nresults: {store.path}\nreport:  benchsuite report {store.path}")
+    if (tables["trajectories"].get("stop", pd.Series()) == "error").any():
         sys.exit(EXIT_TRAJECTORY_ERRORS)
 
 
 def summarize(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per problem and integrator: trajectories, how they stopped, and the median final gap."""
+    """Per problem and integrator: how many trajectories ended in each outcome, and medians."""
     traj = tables["trajectories"]
     if traj.empty:
         return pd.DataFrame()
     keys = ["problem", "integrator"]
-    counts = pd.crosstab([traj[k] for k in keys], traj["stop"])
+    counts = pd.crosstab([traj[k] for k in keys], traj["outcome"].astype(str))
     med = traj.groupby(keys, observed=True).agg(
         median_f_gap=("f_gap", "median"), median_norm=("norm", "median"),
         max_norm=("max_norm", "max"))
@@ -182,14 +230,22 @@ def summarize(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 @main.command("report")
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
-def report_cmd(run: str) -> None:
-    """Summarize a finished run (never re-runs anything)."""
+@click.option("-o", "--out", type=click.Path(file_okay=False), default=None,
+              help="Output folder (default: RUN/report).")
+@click.pass_obj
+def report_cmd(obj: Context, run: str, out: str | None) -> None:
+    """Leaderboards and figures of a finished run, as an HTML page (never re-runs anything)."""
+    from benchsuite.report import leaderboard, write_report
+
     try:
         tables = load_results(run)
-    except FileNotFoundError as exc:
+        page = write_report(run, out, registry=obj.registry)
+    except (FileNotFoundError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
-    with pd.option_context("display.width", 200, "display.max_rows", 500):
-        click.echo(summarize(tables).to_string())
+    with pd.option_context("display.width", 200, "display.max_rows", 200,
+                           "display.float_format", "{:.3g}".format):
+        click.echo(leaderboard(tables["trajectories"], by_problem=False).to_string())
+    click.echo(f"\nreport: {page}")
 
 
 def entry(argv: list[str] | None = None) -> Any:

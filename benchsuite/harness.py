@@ -31,6 +31,9 @@ from benchsuite.problem import Problem
 #: Flow time is a running sum of steps: 1000 steps of 0.01 add up to 9.99999999999998. A
 #: trajectory within this relative distance of t_max (or of a checkpoint) has reached it.
 T_MAX_RTOL = 1e-12
+#: Checkpoints also carry the point itself for problems of at most this dimension, so the
+#: report can draw trajectories on the landscape (Figures 2 and 3 of the paper).
+POINTS_MAX_DIM = 3
 #: Check the whole state for non-finite entries every this many steps (cheap, but not free).
 FINITE_CHECK_EVERY = 16
 
@@ -166,6 +169,9 @@ class _Recorder:
         if self.inv0 is not None:
             inv = to_numpy(problem.invariant(x))
             row["drift"] = np.linalg.norm(inv - self.inv0[ids], axis=1)
+        if problem.n <= POINTS_MAX_DIM:
+            for j in range(problem.n):
+                row[f"x{j}"] = xh[:, j]
         counts = oracle.counts(local)
         row.update(nfev=counts["f"], ngev=counts["grad"], nprox=counts["prox"])
         self.rows.append(row)

@@ -7,6 +7,8 @@ Layout::
         trajectories/<cell>.parquet    one row per trajectory
         checkpoints/<cell>.parquet     long form, one row per trajectory and checkpoint
         skipped/<cell>.json            cells whose integrator does not apply, with the reason
+        timings/<cell>.json            wall time of each cell (kept out of the tables, so that
+                                       a cell's tables are byte-identical between runs)
 
 Each cell is written on its own and atomically (a temporary file in the same folder, then
 ``os.replace``), checkpoints first and trajectories last: a cell counts as done exactly when its
@@ -30,7 +32,7 @@ import pyarrow.parquet as pq
 
 from benchsuite.harness import CellResult
 
-TRAJECTORIES, CHECKPOINTS, SKIPPED = "trajectories", "checkpoints", "skipped"
+TRAJECTORIES, CHECKPOINTS, SKIPPED, TIMINGS = "trajectories", "checkpoints", "skipped", "timings"
 MANIFEST = "manifest.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=,+\-]")
 
@@ -97,11 +99,13 @@ class RunStore:
             _atomic_write(self.path / SKIPPED / f"{key}.json",
                           lambda tmp: Path(tmp).write_text(text))
             return
+        timing = json.dumps({**labels, "wall_time": result.wall_time, **result.info},
+                            default=str)
+        _atomic_write(self.path / TIMINGS / f"{key}.json", lambda tmp: Path(tmp).write_text(timing))
         for kind, table in ((CHECKPOINTS, result.checkpoints), (TRAJECTORIES, result.trajectories)):
-            table = _labelled(table, {**labels, "cell_wall_time": result.wall_time}
-                              if kind == TRAJECTORIES else labels)
+            labelled = _labelled(table, labels)
             _atomic_write(self.path / kind / f"{key}.parquet",
-                          lambda tmp, t=table: write_parquet(t, tmp))
+                          lambda tmp, t=labelled: write_parquet(t, tmp))
 
     def table(self, kind: str) -> pd.DataFrame:
         """All finished cells' rows of ``kind`` ('trajectories' or 'checkpoints')."""
@@ -110,8 +114,9 @@ class RunStore:
             return pd.DataFrame()
         return pd.concat([read_parquet(f) for f in files], ignore_index=True)
 
-    def skipped(self) -> pd.DataFrame:
-        files = sorted((self.path / SKIPPED).glob("*.json"))
+    def sidecars(self, kind: str) -> pd.DataFrame:
+        """The JSON records of ``kind`` ('skipped' or 'timings'), one row per cell."""
+        files = sorted((self.path / kind).glob("*.json"))
         return pd.DataFrame([json.loads(f.read_text()) for f in files])
 
 
@@ -150,14 +155,14 @@ def load_results(run: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
     Returns
     -------
     dict
-        ``{"trajectories": ..., "checkpoints": ..., "skipped": ...}``.
+        ``{"trajectories": ..., "checkpoints": ..., "skipped": ..., "timings": ...}``.
     """
     store = RunStore(run)
     if not (store.path / MANIFEST).exists():
         raise FileNotFoundError(f"{store.path} is not a benchsuite run (no {MANIFEST}); "
                                 "pass a folder created by 'benchsuite run'")
     return {TRAJECTORIES: store.table(TRAJECTORIES), CHECKPOINTS: store.table(CHECKPOINTS),
-            SKIPPED: store.skipped()}
+            SKIPPED: store.sidecars(SKIPPED), TIMINGS: store.sidecars(TIMINGS)}
 
 
 def list_runs(results_dir: str | os.PathLike[str]) -> Iterable[Path]:

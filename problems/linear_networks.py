@@ -100,7 +100,7 @@ def _squared_loss_parts(X: np.ndarray, Y: np.ndarray):
 # -- P08 / P16 --------------------------------------------------------------------------------
 
 
-def _linear_net(name, dims, X, Y, *, description, theory, params, critical=()):
+def _linear_net(name, dims, X, Y, *, description, theory, params, critical=(), init_scale=1.0):
     shapes = chain_shapes(dims)
     value, gradient = _squared_loss_parts(X, Y)
 
@@ -120,17 +120,19 @@ def _linear_net(name, dims, X, Y, *, description, theory, params, critical=()):
     f_star, _ = reduced_rank_values(X, Y, min(dims[1:-1]))
     n = sum(a * b for a, b in shapes)
     return Problem(name=name, n=n, f=f, grad=grad, invariant=invariant,
-                   sample=gaussian(1.0, n), f_star=f_star, attained=True, smooth=True,
+                   sample=gaussian(init_scale, n), f_star=f_star, attained=True, smooth=True,
                    coercive=False, critical_values=tuple(critical), params=params,
                    description=description, theory=theory)
 
 
 def deep_linear_net(dims: Sequence[int] = (4, 3, 2, 3, 2), samples: int = 6, seed: int = 1,
-                    data_rank: int | None = 2) -> Problem:
+                    data_rank: int | None = 2, scaled: bool = False) -> Problem:
     """[JL] eq. (3): f = 1/2 |W_L ... W_1 X - Y|_F^2, widths ``dims`` = (d_0, ..., d_L).
 
     X is d_0 x samples of rank ``data_rank`` (rank-deficient X is the case [JL] Prop. 4 newly
-    covers), Y is d_L x samples, both seeded.
+    covers), Y is d_L x samples, both seeded. ``scaled`` divides the data by sqrt(samples) and
+    draws initial weights N(0, 1/max width) (Glorot-like), as wide instances need: with N(0, 1)
+    weights through several wide layers f starts near 1e8 and the flow is very stiff.
     """
     rng = np.random.default_rng(seed)
     d0, dL = dims[0], dims[-1]
@@ -139,11 +141,16 @@ def deep_linear_net(dims: Sequence[int] = (4, 3, 2, 3, 2), samples: int = 6, see
     else:
         X = rng.standard_normal((d0, data_rank)) @ rng.standard_normal((data_rank, samples))
     Y = rng.standard_normal((dL, samples))
+    init_scale = 1.0
+    if scaled:
+        X, Y = X / math.sqrt(samples), Y / math.sqrt(samples)
+        init_scale = 1.0 / math.sqrt(max(dims))
     label = "-".join(map(str, dims))
     n = sum(a * b for a, b in chain_shapes(dims))
     return _linear_net(
-        f"deep_linear_net[dims={label}]", list(dims), X, Y,
-        params={"dims": tuple(dims), "samples": samples, "seed": seed, "data_rank": data_rank},
+        f"deep_linear_net[dims={label}]", list(dims), X, Y, init_scale=init_scale,
+        params={"dims": tuple(dims), "samples": samples, "seed": seed, "data_rank": data_rank,
+                "scaled": scaled},
         description=(
             f"Deep linear network, widths {label} ({n} parameters), squared loss: no spurious "
             "local minima and bounded gradient trajectories for any data (Prop. 4)"
@@ -368,7 +375,8 @@ def deep_linear_logistic(dims: Sequence[int] = (2, 3, 3, 1), seed: int = 0) -> P
 def benchsuite_problems() -> list[Problem]:
     return [
         deep_linear_net(),
-        deep_linear_net(dims=(20, 30, 30, 30, 10), samples=40, seed=11, data_rank=None),
+        deep_linear_net(dims=(20, 30, 30, 30, 10), samples=40, seed=11, data_rank=None,
+                        scaled=True),
         shallow_linear_net(),
         shallow_linear_reg_g(),
         shallow_linear_reg_h(),
