@@ -312,12 +312,14 @@ HARD_LIMIT_FACTOR, HARD_LIMIT_GRACE = 2.0, 60.0
 
 
 def run_campaign(campaign: Campaign, registry: Registry, run_dir: str | Path,
-                 observers: Sequence[Any] = (), executor: Executor | None = None) -> RunStore:
+                 observers: Sequence[Any] = (), executor: Executor | None = None,
+                 hard_limit: float | None = None) -> RunStore:
     """Run every cell not yet on disk, writing each as it finishes; return the store.
 
     Running the same campaign into the same folder again resumes it: finished cells are kept
-    and skipped. A cell whose worker raises, dies or overruns its hard time limit is written as
-    failed trajectories with the message, and the campaign goes on.
+    and skipped. A cell whose worker raises, dies or overruns its hard time limit (default:
+    twice the wall-time budget plus a minute) is written as failed trajectories with the
+    message, and the campaign goes on.
     """
     cells = plan(registry, campaign)
     store = RunStore(run_dir)
@@ -333,7 +335,8 @@ def run_campaign(campaign: Campaign, registry: Registry, run_dir: str | Path,
                                                        campaign.seed)
     tasks = [(c, points[c.problem.name], campaign.budget, campaign.recording) for c in todo]
     executor = executor or default_executor()
-    hard_limit = campaign.budget.wall_time * HARD_LIMIT_FACTOR + HARD_LIMIT_GRACE
+    if hard_limit is None:
+        hard_limit = campaign.budget.wall_time * HARD_LIMIT_FACTOR + HARD_LIMIT_GRACE
     for i, result in executor.run(_run_one, tasks, time_limit=hard_limit):
         cell = todo[i]
         if isinstance(result, TaskFailure):
