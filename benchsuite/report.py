@@ -3,8 +3,8 @@
 * :func:`leaderboard`: per problem (and overall) integrators ranked by their rate of reaching
   the global infimum (converged_global or escape_global), with 95% Wilson intervals; median
   flow time and oracle calls to f - f_star <= target; rates of escape, step-limited and failed.
-* :func:`performance_profile`: Dolan-More profiles across problems, the cost being the median
-  oracle calls to the target (infinite where fewer than half of the trajectories reach it).
+* :func:`performance_profile`: Dolan-More profiles across problems, the cost being the expected
+  running time (COCO's ERT: all oracle calls spent, by successes and failures, per success).
 * figures (seaborn): an outcome heatmap problem x integrator, outcome shares, |x(t)| and
   f(t) - f_star against flow time with quantile bands (log-log), and for 2-D problems the
   landscape with trajectories and initial points coloured by outcome (the paper's Figs. 2-3).
@@ -96,10 +96,22 @@ def leaderboard(trajectories: pd.DataFrame, by_problem: bool = True) -> pd.DataF
     return table.set_index([*keys[:-1], "rank"]) if by_problem else table.set_index("rank")
 
 
+def expected_running_time(group: pd.DataFrame) -> float:
+    """COCO's expected running time to the target: oracle calls spent by all trajectories
+    (successes until they reach it, failures in full) divided by the number of successes."""
+    reached = group[f"evals_to_{TARGET:g}"]
+    success = reached.notna()
+    if not success.any():
+        return math.inf
+    total = group["nfev"] + group["ngev"] + group["nprox"]
+    return float((reached[success].sum() + total[~success].sum()) / success.sum())
+
+
 def performance_profile(trajectories: pd.DataFrame, taus: np.ndarray | None = None
                         ) -> pd.DataFrame:
     """Dolan-More performance profiles: for each integrator, the fraction of problems it solves
-    within a factor tau of the best integrator's cost (median oracle calls to the target).
+    within a factor tau of the best integrator's cost (the expected running time, in oracle
+    calls, to f - f_star <= TARGET).
 
     Returns
     -------
@@ -109,13 +121,8 @@ def performance_profile(trajectories: pd.DataFrame, taus: np.ndarray | None = No
     col = f"evals_to_{TARGET:g}"
     if trajectories.empty or col not in trajectories:
         return pd.DataFrame(columns=["integrator", "tau", "fraction"])
-
-    def cost(group: pd.DataFrame) -> float:
-        reached = group[col].notna().mean()
-        return float(group[col].median()) if reached >= 0.5 else math.inf
-
     costs = trajectories.groupby(["problem", "integrator"], observed=True).apply(
-        cost, include_groups=False).unstack("integrator")
+        expected_running_time, include_groups=False).unstack("integrator")
     best = costs.min(axis=1).replace(0, 1)
     ratios = costs.div(best, axis=0)
     ratios = ratios[np.isfinite(best)]  # problems no integrator solves carry no information
@@ -137,7 +144,7 @@ def outcome_heatmap(trajectories: pd.DataFrame) -> plt.Figure:
         lambda s: s.astype(str).value_counts().index[0]).unstack()
     labels = top.reindex_like(rate).apply(
         lambda col: col.map(lambda o: OUTCOME_ABBREVIATIONS.get(o, "")))
-    fig, ax = plt.subplots(figsize=(1.3 * rate.shape[1] + 4, 0.32 * rate.shape[0] + 2),
+    fig, ax = plt.subplots(figsize=(1.3 * rate.shape[1] + 5, 0.35 * rate.shape[0] + 5),
                            layout="constrained")
     sns.heatmap(rate, annot=labels, fmt="", vmin=0, vmax=1, cmap="viridis", ax=ax,
                 cbar_kws={"label": "rate of reaching the global infimum"})
@@ -292,8 +299,8 @@ def write_report(run: str | Path, out: str | Path | None = None,
     table_html(leaderboard(traj, by_problem=False), "All problems pooled")
     profile = performance_profile(traj)
     figure_html(profile_figure(profile), "performance_profile",
-                f"Dolan-More performance profiles (median oracle calls to f - f_star <= "
-                f"{TARGET:g})")
+                f"Dolan-More performance profiles (expected running time, in oracle calls, to "
+                f"f - f_star <= {TARGET:g})")
     legend = ", ".join(f"{v} = {k}" for k, v in OUTCOME_ABBREVIATIONS.items())
     figure_html(outcome_heatmap(traj), "outcome_heatmap",
                 f"Rate of reaching the global infimum, problem x integrator; {legend}")
@@ -341,10 +348,18 @@ table.board th, table.board td {{ padding: 2px 8px; border-bottom: 1px solid #dd
 figure {{ margin: 1em 0; }} img {{ max-width: 100%; }}
 figcaption {{ font-size: 12px; color: #444; }}
 </style></head>
-<body><h1>{title}</h1>
+<body data-images-loaded="0"><h1>{title}</h1>
 <p>Global rate: share of trajectories that reached the global infimum (converged_global or
 escape_global), with 95% Wilson intervals. Costs are medians over trajectories that reached
 f - f_star &lt;= target, on log-spaced checkpoints.</p>
 {body}
+<script>
+// record how many figures the browser actually decoded (read by the report's browser test)
+window.addEventListener("load", () => {{
+  const ok = [...document.images].filter(i => i.complete && i.naturalWidth > 0).length;
+  document.body.dataset.imagesLoaded = String(ok);
+  document.body.dataset.imagesTotal = String(document.images.length);
+}});
+</script>
 </body></html>
 """
