@@ -26,8 +26,9 @@ Rules, first match wins (catalog section F):
    diverged), and blow-up (|x| > ``BLOWUP_NORM`` or f < -``BLOWUP_VALUE``);
 2. the step-limit test, for integrators with a fixed explicit step h on smooth problems:
    lambda_max of the Hessian at the final point by batched power iteration on finite-difference
-   Hessian-vector products; h lambda_max >= ``STEP_LIMIT`` -> step_limited. So a trajectory is
-   never called bounded from explicit Euler alone when Euler has stalled;
+   Hessian-vector products; h lambda_max >= ``STEP_LIMIT``, or f rising between the last
+   checkpoints with h lambda_max >= ``STALL_LIMIT``, -> step_limited. So a trajectory is never
+   called bounded from explicit Euler alone when Euler has stalled;
 3. the problem's exact certificate, if it has one and it is conclusive;
 4. the growth law of |x| on the last checkpoints (log-log slope) and an extrapolated limit of f
    (fit of f(t) = f_inf + c t^-q on the last checkpoints), compared with f_star and the known
@@ -63,6 +64,8 @@ BLOWUP_NORM = 1e50
 BLOWUP_VALUE = 1e30
 #: h * lambda_max at or above this means explicit Euler sits at its stability limit.
 STEP_LIMIT = 1.9
+#: With f rising between checkpoints, h * lambda_max at or above this means Euler has stalled.
+STALL_LIMIT = 1.0
 POWER_ITERATIONS = 40
 #: f - f_star (relative to 1 + |f_star|) under which a value counts as the infimum.
 GAP_TOL = 1e-3
@@ -125,6 +128,12 @@ def classify(problem: Any, integrator: Any, trajectories: pd.DataFrame,
         if live.any():
             h_lambda[live] = step * lambda_max(problem, x[live])
             decide(h_lambda >= STEP_LIMIT, "step_limited", "h*lambda_max")
+            # Euler settles into an oscillation a little short of h lambda = 2 (Example 1 with
+            # h = 0.05 stalls at h lambda ~ 1.8): f then rises between checkpoints, which the
+            # flow never does, nor Euler below its stability limit (catalog F.1)
+            with np.errstate(invalid="ignore"):
+                decide(tail["f_rises"] & (h_lambda >= STALL_LIMIT), "step_limited",
+                       "f rises, h*lambda_max near 2")
 
     if problem.certificate is not None:
         live = np.flatnonzero(outcome == "")
@@ -231,6 +240,9 @@ def _tail(checkpoints: pd.DataFrame, batch: int) -> dict[str, np.ndarray]:
         change = (np.nanmax(norm, axis=1) - np.nanmin(norm, axis=1)) / (1.0 + norm[:, -1])
     result["settled"] = change <= SETTLED_TOL
     f = result["f"]
+    with np.errstate(invalid="ignore"):
+        result["f_rises"] = np.any(np.diff(f, axis=1) > 1e-12 * (1.0 + np.abs(f[:, :-1])),
+                                   axis=1)
     with np.errstate(invalid="ignore"):
         result["f_settled"] = (np.nanmax(f, axis=1) - np.nanmin(f, axis=1)) <= SETTLED_TOL * (
             1e-4 + np.abs(f[:, -1]))
