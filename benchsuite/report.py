@@ -43,6 +43,29 @@ MAX_TRAJECTORIES_DRAWN = 60
 PLOT_RANGE = (1e-30, 1e30)
 
 
+def short_labels(labels: list[str]) -> dict[str, str]:
+    """Compact display names: for each method, keep only the hyperparameters whose values
+    differ among its integrators in this run (``rk45(rtol=1e-06,...)`` alone -> ``rk45``)."""
+    parsed: dict[str, tuple[str, dict[str, str]]] = {}
+    for label in labels:
+        name, _, inside = label.partition("(")
+        pairs = dict(p.split("=", 1) for p in inside.rstrip(")").split(",") if "=" in p)
+        parsed[label] = (name, pairs)
+    result = {}
+    for label, (name, pairs) in parsed.items():
+        siblings = [p for n, p in parsed.values() if n == name]
+        varying = [k for k in pairs if len({s.get(k) for s in siblings}) > 1]
+        inside = ",".join(f"{k}={pairs[k]}" for k in varying)
+        result[label] = f"{name}({inside})" if inside else name
+    return result
+
+
+def _compact(frame: pd.DataFrame) -> pd.DataFrame:
+    """The same table with compact integrator names."""
+    names = short_labels(sorted(frame["integrator"].astype(str).unique()))
+    return frame.assign(integrator=frame["integrator"].astype(str).map(names))
+
+
 def wilson(successes: int, trials: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """The Wilson score interval of a binomial proportion (scipy's ``binomtest``)."""
     if trials == 0:
@@ -87,6 +110,7 @@ def leaderboard(trajectories: pd.DataFrame, by_problem: bool = True) -> pd.DataF
     keys = ["problem", "integrator"] if by_problem else ["integrator"]
     table = trajectories.groupby(keys, observed=True).apply(_rates, include_groups=False)
     table = table.reset_index()
+    table["trajectories"] = table["trajectories"].astype(int)
     sort = (["problem"] if by_problem else []) + ["global_rate", f"median_evals_to_{TARGET:g}"]
     ascending = ([True] if by_problem else []) + [False, True]
     table = table.sort_values(sort, ascending=ascending, na_position="last")
@@ -144,10 +168,11 @@ def outcome_heatmap(trajectories: pd.DataFrame) -> plt.Figure:
         lambda s: s.astype(str).value_counts().index[0]).unstack()
     labels = top.reindex_like(rate).apply(
         lambda col: col.map(lambda o: OUTCOME_ABBREVIATIONS.get(o, "")))
-    fig, ax = plt.subplots(figsize=(1.3 * rate.shape[1] + 5, 0.35 * rate.shape[0] + 5),
+    fig, ax = plt.subplots(figsize=(1.2 * rate.shape[1] + 5, 0.35 * rate.shape[0] + 3),
                            layout="constrained")
     sns.heatmap(rate, annot=labels, fmt="", vmin=0, vmax=1, cmap="viridis", ax=ax,
                 cbar_kws={"label": "rate of reaching the global infimum"})
+    ax.tick_params(axis="x", labelrotation=30)
     ax.set_title("Annotation: the most frequent outcome of each cell", fontsize=9)
     return fig
 
@@ -282,6 +307,8 @@ def write_report(run: str | Path, out: str | Path | None = None,
     traj, cp = tables["trajectories"], tables["checkpoints"]
     if traj.empty:
         raise ValueError(f"{run} has no finished cell yet: nothing to report")
+    names = short_labels(sorted(traj["integrator"].astype(str).unique()))
+    traj, cp = _compact(traj), _compact(cp) if len(cp) else cp
     sections: list[str] = []
 
     def table_html(frame: pd.DataFrame, caption: str) -> None:
@@ -306,6 +333,9 @@ def write_report(run: str | Path, out: str | Path | None = None,
                 f"Rate of reaching the global infimum, problem x integrator; {legend}")
     figure_html(outcome_shares(traj), "outcome_shares", "Outcomes per integrator")
     table_html(leaderboard(traj, by_problem=True), "Per problem")
+    table_html(pd.DataFrame({"integrator": list(names.values()),
+                             "full label (hyperparameters)": list(names.keys())}),
+               "Integrators")
 
     if registry is None:
         from benchsuite.plugins import load_registry
