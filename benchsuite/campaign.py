@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import os
 import platform
 import re
 import subprocess
@@ -63,6 +64,16 @@ DEFAULT_CAMPAIGN_BUDGET = Budget(t_max=20.0, max_steps=10_000, wall_time=10.0)
 
 class CampaignError(ValueError):
     """A campaign that cannot run as written; the message says what to change."""
+
+
+class CampaignAborted(RuntimeError):
+    """Strict mode stopped the campaign at its first fault (after writing that cell)."""
+
+
+#: A cell holds its batch and a few dozen working copies of it; refuse campaigns whose largest
+#: cell could not fit in this share of the machine's memory.
+WORKING_COPIES = 40
+MEMORY_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -155,7 +166,8 @@ def campaign_from_dict(data: dict[str, Any], source: str = "campaign") -> Campai
             value = data[key]
             if isinstance(value, str):
                 value = [value]
-            if not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
+            if not (isinstance(value, list | tuple) and value
+                    and all(isinstance(v, str) for v in value)):
                 raise CampaignError(f"{source}: {key} must be a non-empty list of strings")
             kwargs[key] = tuple(value)
     for key in ("n_points", "seed"):
@@ -238,10 +250,29 @@ def select_integrators(registry: Registry, specs: Sequence[str]) -> list[Integra
 
 
 def plan(registry: Registry, campaign: Campaign) -> list[Cell]:
-    """The cells of a campaign: every selected integrator on every selected problem."""
+    """The cells of a campaign: every selected integrator on every selected problem.
+
+    Raises CampaignError before any work starts if a name is unknown or a cell is too big.
+    """
     problems = select_problems(registry, campaign.problems)
     integrators = select_integrators(registry, campaign.integrators)
+    _check_memory(problems, campaign.n_points)
     return [Cell(p, i) for p in problems for i in integrators]
+
+
+def _check_memory(problems: Sequence[Problem], n_points: int) -> None:
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    for p in problems:
+        need = n_points * p.n * 8 * WORKING_COPIES
+        if need > MEMORY_SHARE * available:
+            most = int(MEMORY_SHARE * available / (p.n * 8 * WORKING_COPIES))
+            raise CampaignError(
+                f"{n_points} points of {p.name} (dimension {p.n}) need about "
+                f"{need / 2**30:.0f} GiB, more than half of this machine's "
+                f"{available / 2**30:.0f} GiB; use at most about {most} points (-n)")
 
 
 def initial_points(problem: Problem, n_points: int, seed: int, replicate: int = 0) -> np.ndarray:
@@ -302,6 +333,15 @@ def failed_cell(cell: Cell, x0: np.ndarray, message: str) -> CellResult:
     return CellResult(traj, pd.DataFrame(), info={"failure": message})
 
 
+def _first_fault(result: CellResult) -> str | None:
+    """The message of the first trajectory that raised, if any."""
+    traj = result.trajectories
+    if result.skipped is not None or traj.empty:
+        return None
+    errors = traj[traj["stop"] == "error"]
+    return None if errors.empty else str(errors["message"].iloc[0])
+
+
 def _run_one(task: tuple[Cell, np.ndarray, Budget, Recording]) -> CellResult:
     cell, x0, budget, recording = task
     return run_cell(cell.problem, cell.integrator, x0, budget, recording=recording)
@@ -313,13 +353,14 @@ HARD_LIMIT_FACTOR, HARD_LIMIT_GRACE = 2.0, 60.0
 
 def run_campaign(campaign: Campaign, registry: Registry, run_dir: str | Path,
                  observers: Sequence[Any] = (), executor: Executor | None = None,
-                 hard_limit: float | None = None) -> RunStore:
+                 hard_limit: float | None = None, strict: bool = False) -> RunStore:
     """Run every cell not yet on disk, writing each as it finishes; return the store.
 
     Running the same campaign into the same folder again resumes it: finished cells are kept
     and skipped. A cell whose worker raises, dies or overruns its hard time limit (default:
     twice the wall-time budget plus a minute) is written as failed trajectories with the
-    message, and the campaign goes on.
+    message, and the campaign goes on; with ``strict``, the campaign stops there instead
+    (:class:`CampaignAborted`), that cell written.
     """
     cells = plan(registry, campaign)
     store = RunStore(run_dir)
@@ -343,5 +384,8 @@ def run_campaign(campaign: Campaign, registry: Registry, run_dir: str | Path,
             result = failed_cell(cell, tasks[i][1], result.message)
         store.write_cell(cell.key, cell.labels, result)
         notify("cell_finished", cell, result)
+        if strict and _first_fault(result) is not None:
+            raise CampaignAborted(f"strict mode: {cell.problem.name} x {cell.integrator.label}: "
+                                  f"{_first_fault(result)}")
     notify("campaign_finished", store.path)
     return store

@@ -75,6 +75,8 @@ GRAD_TOL = 1e-6
 SETTLED_TOL = 1e-4
 #: Log-log slope of |x| against t above which, with |x| increasing, a trajectory escapes.
 ESCAPE_SLOPE = 0.02
+#: Escape needs the growth slope of the tail's second half >= this share of the first half's.
+SUSTAINED = 0.5
 
 
 def classify(problem: Any, integrator: Any, trajectories: pd.DataFrame,
@@ -237,28 +239,42 @@ def _tail(checkpoints: pd.DataFrame, batch: int) -> dict[str, np.ndarray]:
             result[c] = np.where(np.isnan(arr), fill[:, None], arr)
     norm = result["norm"]
     with np.errstate(invalid="ignore", divide="ignore"):
-        change = (np.nanmax(norm, axis=1) - np.nanmin(norm, axis=1)) / (1.0 + norm[:, -1])
+        # fmax/fmin skip NaN without the all-NaN warning of nanmax (rows with no t > 0 record)
+        change = (np.fmax.reduce(norm, axis=1) - np.fmin.reduce(norm, axis=1)) / (
+            1.0 + norm[:, -1])
     result["settled"] = change <= SETTLED_TOL
     f = result["f"]
     with np.errstate(invalid="ignore"):
         result["f_rises"] = np.any(np.diff(f, axis=1) > 1e-12 * (1.0 + np.abs(f[:, :-1])),
                                    axis=1)
     with np.errstate(invalid="ignore"):
-        result["f_settled"] = (np.nanmax(f, axis=1) - np.nanmin(f, axis=1)) <= SETTLED_TOL * (
-            1e-4 + np.abs(f[:, -1]))
+        spread = np.fmax.reduce(f, axis=1) - np.fmin.reduce(f, axis=1)
+        result["f_settled"] = spread <= SETTLED_TOL * (1e-4 + np.abs(f[:, -1]))
     return result
 
 
-def _growth(tail: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Log-log slope of |x| against t over the tail, and whether |x| rose at every checkpoint."""
-    t, norm = tail["t"], tail["norm"]
+def _slope(t: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least-squares slope of log y against log t, row by row."""
     with np.errstate(all="ignore"):
-        lt, ln = np.log(t), np.log(np.maximum(norm, 1e-300))
+        lt, ly = np.log(t), np.log(np.maximum(y, 1e-300))
         lt_c = lt - lt.mean(axis=1, keepdims=True)
-        slope = np.sum(lt_c * (ln - ln.mean(axis=1, keepdims=True)), axis=1) / np.sum(
+        slope = np.sum(lt_c * (ly - ly.mean(axis=1, keepdims=True)), axis=1) / np.sum(
             lt_c**2, axis=1)
+    return np.where(np.isfinite(slope), slope, 0.0)
+
+
+def _growth(tail: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Log-log slope of |x| against t over the tail, and whether |x| rose at every checkpoint
+    *with a sustained slope*: escape is a power law (or log), so the slope over the second half
+    of the tail stays at least ``SUSTAINED`` times the first half's; convergence makes it
+    collapse (a trajectory still converging also has |x| rising over a short window)."""
+    t, norm = tail["t"], tail["norm"]
+    mid = TAIL // 2
+    slope = _slope(t, norm)
+    early, late = _slope(t[:, :mid + 1], norm[:, :mid + 1]), _slope(t[:, mid:], norm[:, mid:])
+    with np.errstate(invalid="ignore"):
         rising = np.all(np.diff(norm, axis=1) > 0, axis=1) & (np.diff(t, axis=1) > 0).all(axis=1)
-    return np.where(np.isfinite(slope), slope, 0.0), rising
+    return slope, rising & (late >= SUSTAINED * early)
 
 
 def _f_limit(tail: dict[str, np.ndarray]) -> np.ndarray:

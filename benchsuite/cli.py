@@ -20,6 +20,7 @@ import pandas as pd
 from benchsuite.campaign import (
     DEFAULT_CAMPAIGN_BUDGET,
     Campaign,
+    CampaignAborted,
     CampaignError,
     campaign_from_dict,
     load_campaign,
@@ -29,7 +30,7 @@ from benchsuite.campaign import (
 )
 from benchsuite.execution import SerialExecutor, default_executor
 from benchsuite.observer import ProgressBar
-from benchsuite.plugins import ENV_STRICT, PluginLoadError, Registry, load_registry
+from benchsuite.plugins import ENV_STRICT, PluginLoadError, Registry, env_flag, load_registry
 from benchsuite.results import RunStore, load_results
 
 DEFAULT_BUDGET = DEFAULT_CAMPAIGN_BUDGET
@@ -58,7 +59,8 @@ class Context:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=__doc__)
 @click.version_option(package_name="benchsuite")
 @click.option("--strict/--no-strict", default=None,
-              help=f"Stop at the first plugin that fails to load (default: ${ENV_STRICT}).")
+              help="Stop at the first plugin that fails to load, and at the first trajectory "
+                   f"that raises (default: ${ENV_STRICT}).")
 @click.option("--no-plugin", "blocked", multiple=True, metavar="NAME",
               help="Do not load this plugin (entry-point or distribution name); repeatable. "
                    "BENCHSUITE_PLUGINS=a,b loads only those.")
@@ -200,13 +202,18 @@ def run_cmd(ctx: click.Context, campaign_file, problems, integrators, n_points, 
     if run_dir is None:
         run_dir = Path(results_dir) / (run_id or _run_id(campaign))
     executor = SerialExecutor() if workers == 1 else default_executor(workers)
+    strict = env_flag(ENV_STRICT) if obj.strict is None else obj.strict
     try:
-        store = run_campaign(campaign, obj.registry, run_dir, executor=executor,
+        store = run_campaign(campaign, obj.registry, run_dir, executor=executor, strict=strict,
                              observers=[ProgressBar(disable=None if progress is None
                                                     else not progress)])
     except PermissionError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_UNWRITABLE)
+    except CampaignAborted as exc:
+        click.echo(f"error: {exc}\nfinished cells are kept in {run_dir}; run the same "
+                   "command again to resume", err=True)
+        sys.exit(EXIT_TRAJECTORY_ERRORS)
     tables = load_results(store.path)
     with pd.option_context("display.width", 200, "display.max_rows", 1000):
         click.echo(summarize(tables).to_string())

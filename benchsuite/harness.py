@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from benchsuite.arrays import namespace, to_numpy
-from benchsuite.classify import classify
+from benchsuite.classify import OUTCOMES, classify
 from benchsuite.columns import point_column, points  # noqa: F401 (re-exported)
 from benchsuite.integrator import MESSAGES, Flag, Integrator, State
 from benchsuite.oracle import Oracle
@@ -144,18 +144,29 @@ class _Recorder:
             "nprox": np.zeros(batch, dtype=np.int64),
             "x": np.full(x0.shape, np.nan),
         }
-        inv = problem.invariant(xp.asarray(x0)) if problem.invariant is not None else None
-        self.inv0 = None if inv is None else to_numpy(inv)
+        self.errors: dict[int, str] = {}  # trajectory -> message of the exception it raised
+        self.inv0 = None
+        if problem.invariant is not None:
+            try:
+                self.inv0 = to_numpy(problem.invariant(xp.asarray(x0)))
+            except Exception:  # a broken invariant costs the drift column, not the cell
+                self.inv0 = None
 
-    def record(self, step: int, state: State, local: np.ndarray, oracle: Oracle) -> np.ndarray:
-        """Record rows ``local`` of the batch; return which of them are non-finite."""
+    def record(self, step: int, state: State, local: np.ndarray, oracle: Oracle
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Record rows ``local`` of the batch; return which of them are non-finite, and which
+        raised in f or the gradient (their messages go to ``self.errors``)."""
         xp, problem = self.xp, self.problem
         ids = oracle.rows[local]
         x = state.x if local.size == state.x.shape[0] else xp.take(
             state.x, xp.asarray(local), axis=0)
         xh = to_numpy(x)
-        f = to_numpy(problem.f(x))
-        g = to_numpy(problem.first_order(x))
+        f, f_errors = _isolating_eval(problem.f, x, ())
+        g, g_errors = _isolating_eval(problem.first_order, x, (problem.n,))
+        raised = np.zeros(local.size, dtype=bool)
+        for row, msg in {**g_errors, **f_errors}.items():
+            raised[row] = True
+            self.errors.setdefault(int(ids[row]), msg)
         norm = np.linalg.norm(xh, axis=1)
         row = {
             "traj": ids,
@@ -167,7 +178,7 @@ class _Recorder:
             "grad_norm": np.linalg.norm(g, axis=1),
         }
         if self.inv0 is not None:
-            inv = to_numpy(problem.invariant(x))
+            inv, _ = _isolating_eval(problem.invariant, x, self.inv0.shape[1:])
             row["drift"] = np.linalg.norm(inv - self.inv0[ids], axis=1)
         if problem.n <= POINTS_MAX_DIM:
             for j in range(problem.n):
@@ -182,7 +193,7 @@ class _Recorder:
         final["x"][ids] = xh
         for key in ("nfev", "ngev", "nprox"):
             final[key][ids] = row[key]
-        return ~(np.isfinite(f) & np.isfinite(norm))
+        return ~(np.isfinite(f) & np.isfinite(norm)) & ~raised, raised
 
     def retire(self, ids: np.ndarray, stop: np.ndarray | str, message: np.ndarray | str) -> None:
         self.final["stop"][ids] = stop
@@ -196,7 +207,7 @@ class _Recorder:
             "message": final["message"].astype(str),
             "steps": final["steps"],
             "t": final["t"],
-            "f0": to_numpy(problem.f(self.xp.asarray(x0))),
+            "f0": _isolating_eval(problem.f, self.xp.asarray(x0), ())[0],
             "f": final["f"],
             "f_gap": final["f"] - problem.f_star,
             "norm0": np.linalg.norm(x0, axis=1),
@@ -265,9 +276,51 @@ def run_cell(
         try:
             traj = classify(problem, integrator, traj, checkpoints)
         except Exception as exc:  # a classifier bug must not lose the cell's results
-            traj["outcome"] = pd.Categorical(["undetermined"] * len(traj))
+            traj["outcome"] = pd.Categorical(["undetermined"] * len(traj), categories=OUTCOMES)
             traj["reason"] = f"classifier failed: {type(exc).__name__}: {exc}"
     return CellResult(traj, checkpoints, wall_time=time.perf_counter() - start)
+
+
+def _isolating_eval(fn: Any, x: Any, tail: tuple[int, ...]) -> tuple[np.ndarray,
+                                                                       dict[int, str]]:
+    """``fn(x)`` on the host, of shape ``(B, *tail)``; rows for which it raises (found by
+    bisection) become NaN and are returned as ``{row: message}``."""
+    try:
+        return np.asarray(to_numpy(fn(x)), dtype=np.float64), {}
+    except Exception as exc:
+        if x.shape[0] == 1:
+            return np.full((1, *tail), np.nan), {0: f"{type(exc).__name__}: {exc}"}
+    half = x.shape[0] // 2
+    lo_vals, lo_err = _isolating_eval(fn, x[:half], tail)
+    hi_vals, hi_err = _isolating_eval(fn, x[half:], tail)
+    return (np.concatenate([lo_vals, hi_vals]),
+            {**lo_err, **{half + r: m for r, m in hi_err.items()}})
+
+
+def _isolating_step(integrator: Integrator, oracle: Oracle, state: State, xp: Any
+                    ) -> tuple[State, dict[int, str]]:
+    """One step of the batch; if it raises, find the rows that raise by bisection.
+
+    Returns the new state and ``{row: message}`` for the rows whose step raised on its own:
+    those keep their old point and get the ERROR flag, while every other row takes its step.
+    A fault thus stays inside its trajectories instead of failing the whole cell.
+    """
+    try:
+        return integrator.step(oracle, state), {}
+    except Exception as exc:
+        batch = state.x.shape[0]
+        if batch == 1:
+            flag = xp.full_like(state.flag, int(Flag.ERROR))
+            return state.replace(flag=flag), {0: f"{type(exc).__name__}: {exc}"}
+    half = batch // 2
+    parts, errors = [], {}
+    for lo, hi in ((0, half), (half, batch)):
+        local = np.arange(lo, hi)
+        sub, sub_errors = _isolating_step(integrator, oracle.view(local),
+                                          state.take(xp, xp.asarray(local)), xp)
+        parts.append(sub)
+        errors.update({lo + row: msg for row, msg in sub_errors.items()})
+    return type(state).concat(xp, parts), errors
 
 
 def _loop(problem, integrator, X0, budget, recording, recorder, start) -> None:
@@ -296,11 +349,9 @@ def _loop(problem, integrator, X0, budget, recording, recorder, start) -> None:
     next_due = t_grid_early[0]
     while True:
         step += 1
-        try:
-            state = integrator.step(oracle, state)
-        except Exception as exc:
-            fail_all(exc, oracle.rows)
-            return
+        state, errors = _isolating_step(integrator, oracle, state, xp)
+        if errors:
+            recorder.errors.update({int(oracle.rows[row]): msg for row, msg in errors.items()})
         t = to_numpy(state.t)
         flag = to_numpy(state.flag)
         size = t.shape[0]
@@ -333,10 +384,13 @@ def _loop(problem, integrator, X0, budget, recording, recorder, start) -> None:
         if due is not None and due.any():
             local = np.flatnonzero(due)
             try:
-                nonfinite = recorder.record(step, state, local, oracle)
+                nonfinite, raised = recorder.record(step, state, local, oracle)
             except Exception as exc:
                 fail_all(exc, oracle.rows)
                 return
+            if raised.any():
+                code = _mark(code, np.isin(np.arange(size), local[raised]), STOP_CODES["error"])
+                ended = code != 0
             if nonfinite.any():
                 code = _mark(code, np.isin(np.arange(size), local[nonfinite]),
                              STOP_CODES["nonfinite"])
@@ -346,7 +400,9 @@ def _loop(problem, integrator, X0, budget, recording, recorder, start) -> None:
         if ended is not None and ended.any():
             done = np.flatnonzero(ended)
             reasons = STOP_NAMES[code[done]]
-            recorder.retire(oracle.rows[done], reasons, [STOP_MESSAGES[r] for r in reasons])
+            ids = oracle.rows[done]
+            recorder.retire(ids, reasons, [recorder.errors.get(int(i), STOP_MESSAGES[r])
+                                           for i, r in zip(ids, reasons, strict=True)])
             keep = np.flatnonzero(~ended)
             if keep.size == 0:
                 return

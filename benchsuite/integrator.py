@@ -90,6 +90,19 @@ class State:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
+    @classmethod
+    def concat(cls, xp: Any, parts: list[State]) -> State:
+        """Stack the rows of sub-batch states back together, in order (shared scalar fields,
+        such as a step counter, come from the first part)."""
+        first = parts[0]
+        changes = {}
+        for fld in dataclasses.fields(first):
+            value = getattr(first, fld.name)
+            shape = getattr(value, "shape", None)
+            if shape and shape[0] == first.x.shape[0]:
+                changes[fld.name] = xp.concat([getattr(p, fld.name) for p in parts], axis=0)
+        return dataclasses.replace(first, **changes)
+
     def take(self, xp: Any, idx: Array) -> Self:
         """The sub-batch of rows ``idx``: every array field with a leading batch axis is indexed."""
         batch = self.x.shape[0]

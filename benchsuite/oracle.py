@@ -44,6 +44,18 @@ class Oracle:
         self.problem = problem
         self.rows = np.arange(n_traj)  # trajectory id of each row of the current batch
         self._counts = {k: _Counter(0, np.zeros(n_traj, dtype=np.int64)) for k in KINDS}
+        self._is_view = False
+
+    def view(self, local: np.ndarray) -> Oracle:
+        """An oracle over rows ``local`` of the current batch, sharing this one's counters.
+
+        Used to step part of a batch on its own (the harness isolates a row whose oracle call
+        raises); its calls count for its rows only.
+        """
+        child = object.__new__(Oracle)
+        child.problem, child.rows, child._counts = self.problem, self.rows[local], self._counts
+        child._is_view = True
+        return child
 
     # -- the three oracles -------------------------------------------------------------------
     def f(self, X: Array, rows: np.ndarray | None = None) -> Array:
@@ -69,10 +81,10 @@ class Oracle:
     # -- bookkeeping ---------------------------------------------------------------------------
     def _count(self, kind: str, rows: np.ndarray | None) -> None:
         counter = self._counts[kind]
-        if rows is None:
+        if rows is None and not self._is_view:
             counter.full += 1
         else:
-            counter.partial[self.rows[rows]] += 1
+            counter.partial[self.rows if rows is None else self.rows[rows]] += 1
 
     def _checked(self, out: Array, shape: tuple[int, ...], kind: str) -> Array:
         if tuple(getattr(out, "shape", ())) != shape:

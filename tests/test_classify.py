@@ -124,6 +124,10 @@ def test_growth_exponent_and_limit_fit_recover_the_power_laws():
     growth, rising = _growth(synthetic_tail(t, None, norm))
     np.testing.assert_allclose(growth, [0.25, 0.0], atol=1e-12)
     assert rising.tolist() == [True, False]
+    # converging to a limit: |x| rises too, but its growth collapses: not an escape
+    converging = 3.0 - np.exp(-t / 200.0)
+    _, rising = _growth(synthetic_tail(t, None, converging))
+    assert rising.tolist() == [False, False]
     f = np.stack([1.0 + 2.0 * t[0] ** -0.5, 0.5 + 1.0 / t[1]])
     np.testing.assert_allclose(_f_limit(synthetic_tail(t, f, norm)), [1.0, 0.5], atol=1e-3)
 

@@ -100,3 +100,25 @@ def test_recording_grids():
     np.testing.assert_allclose(grid[2] / grid[0], 2.0)
     steps = rec.step_grid(1000)
     assert {1, 2, 4, 1000} <= steps and len(steps) < 25
+
+
+def test_a_fault_stays_inside_its_trajectories():
+    """An oracle that raises for some rows fails those rows only; the others run on."""
+    base = xy_minus_one()
+
+    def picky(X):
+        if np.any(X[:, 0] > 1.0):
+            raise ValueError("refuses x > 1")
+        return base.grad(X)
+
+    p = dataclasses.replace(base, grad=picky)
+    start = np.array([[0.5, 0.5], [1.5, 0.2], [-0.3, 0.8], [1.2, -1.0], [0.1, 0.9]])
+    res = run_cell(p, ExplicitEuler(h=0.01), start, Budget(t_max=1.0))
+    traj = res.trajectories.set_index("traj")
+    assert traj.loc[[1, 3], "stop"].tolist() == ["error", "error"]
+    assert traj.loc[[1, 3], "message"].str.contains("refuses x > 1").all()
+    assert (traj.loc[[0, 2, 4], "stop"] == "t_max").all()
+    # the survivors are exactly what they would have been alone
+    alone = run_cell(base, ExplicitEuler(h=0.01), start[[0, 2, 4]], Budget(t_max=1.0))
+    np.testing.assert_array_equal(points(res.trajectories)[[0, 2, 4]],
+                                  points(alone.trajectories))
