@@ -5,9 +5,11 @@ Factorization and network problems optimise over tuples of matrices; oracles see
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from math import prod
 from typing import Any
+
+from benchsuite.arrays import asarray_like, namespace
 
 Array = Any
 
@@ -39,3 +41,19 @@ def gram_difference(xp: Any, A: Array, B: Array) -> Array:
     At, Bt = xp.matrix_transpose(A), xp.matrix_transpose(B)
     diff = At @ A - Bt @ B
     return xp.reshape(diff, (diff.shape[0], -1))
+
+
+def factor_residual(xp: Any, W: Array, shapes: Sequence[tuple[int, int]], M: Any
+                    ) -> tuple[Array, Array, Array]:
+    """X, Y and X Y^T - M for rows W = (vec X, vec Y) of a factorization; M is numpy data."""
+    Xf, Yf = unpack(xp, W, shapes)
+    return Xf, Yf, Xf @ xp.matrix_transpose(Yf) - asarray_like(xp, M, W)
+
+
+def factor_invariant(shapes: Sequence[tuple[int, int]]) -> Callable[[Array], Array]:
+    """The invariant X^T X - Y^T Y of a factorization's flow, as a batched oracle."""
+    def invariant(W: Array) -> Array:
+        xp = namespace(W)
+        return gram_difference(xp, *unpack(xp, W, shapes))
+
+    return invariant

@@ -15,7 +15,7 @@ import numpy as np
 
 from benchsuite import Problem, Theory, Verdict, gaussian, hookimpl, uniform_box
 from benchsuite.arrays import asarray_like, from_columns, namespace
-from benchsuite_problems._matrices import gram_difference, pack, unpack
+from benchsuite_problems._matrices import factor_invariant, factor_residual, pack, unpack
 
 # -- P01 ------------------------------------------------------------------------------------
 
@@ -200,17 +200,13 @@ def matrix_sensing(n1: int = 5, n2: int = 4, r: int = 2, m: int = 60, seed: int 
         S = xp.reshape(S, (X.shape[0], n1, n2))
         return pack(xp, [S @ Yf, xp.matrix_transpose(S) @ Xf])
 
-    def invariant(X):
-        xp = namespace(X)
-        return gram_difference(xp, *unpack(xp, X, shapes))
-
     certified = operator == "rip" and delta <= 0.2
     return Problem(
         name=name or f"matrix_sensing[{operator},n1={n1},n2={n2},r={r},m={m}]",
         n=(n1 + n2) * r,
         f=f,
         grad=grad,
-        invariant=invariant,
+        invariant=factor_invariant(shapes),
         sample=gaussian(1.5, (n1 + n2) * r),
         f_star=0.0,
         attained=True,
@@ -256,29 +252,22 @@ def pca_factorization(m: int = 4, n: int = 4, r: int = 2,
     crit = sorted({round(total - sum(sv[list(g)] ** 2), 12)
                    for size in range(min(r, k) + 1) for g in combinations(range(k), size)})
 
-    def residual(X):
-        xp = namespace(X)
-        Xf, Yf = unpack(xp, X, shapes)
-        return xp, Xf, Yf, Xf @ xp.matrix_transpose(Yf) - asarray_like(xp, M, X)
-
     def f(X):
-        xp, _, _, R = residual(X)
+        xp = namespace(X)
+        _, _, R = factor_residual(xp, X, shapes, M)
         return xp.sum(xp.reshape(R * R, (X.shape[0], -1)), axis=1)
 
     def grad(X):
-        xp, Xf, Yf, R = residual(X)
-        return pack(xp, [2 * R @ Yf, 2 * xp.matrix_transpose(R) @ Xf])
-
-    def invariant(X):
         xp = namespace(X)
-        return gram_difference(xp, *unpack(xp, X, shapes))
+        Xf, Yf, R = factor_residual(xp, X, shapes, M)
+        return pack(xp, [2 * R @ Yf, 2 * xp.matrix_transpose(R) @ Xf])
 
     return Problem(
         name=f"pca_factorization[m={m},n={n},r={r}]",
         n=(m + n) * r,
         f=f,
         grad=grad,
-        invariant=invariant,
+        invariant=factor_invariant(shapes),
         sample=gaussian(1.0, (m + n) * r),
         f_star=float(np.sum(sv[r:] ** 2)),
         attained=True,

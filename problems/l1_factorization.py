@@ -11,33 +11,27 @@ from __future__ import annotations
 import numpy as np
 
 from benchsuite import Problem, Theory, Verdict, gaussian, hookimpl
-from benchsuite.arrays import asarray_like, namespace
-from benchsuite_problems._matrices import gram_difference, pack, unpack
+from benchsuite.arrays import namespace
+from benchsuite_problems._matrices import factor_invariant, factor_residual, pack
 
 
-def _l1_factorization(name, M, r, *, description, theory, params, certified_rank1=False):
+def _l1_factorization(name, M, r, *, description, theory, params):
     m, n = M.shape
     shapes = [(m, r), (n, r)]
 
-    def residual(W):
-        xp = namespace(W)
-        Xf, Yf = unpack(xp, W, shapes)
-        return xp, Xf, Yf, Xf @ xp.matrix_transpose(Yf) - asarray_like(xp, M, W)
-
     def f(W):
-        xp, _, _, R = residual(W)
+        xp = namespace(W)
+        _, _, R = factor_residual(xp, W, shapes, M)
         return xp.sum(xp.reshape(xp.abs(R), (W.shape[0], -1)), axis=1)
 
     def subgrad(W):
-        xp, Xf, Yf, R = residual(W)
+        xp = namespace(W)
+        Xf, Yf, R = factor_residual(xp, W, shapes, M)
         Lam = xp.sign(R)
         return pack(xp, [Lam @ Yf, xp.matrix_transpose(Lam) @ Xf])
 
-    def invariant(W):
-        xp = namespace(W)
-        return gram_difference(xp, *unpack(xp, W, shapes))
-
-    return Problem(name=name, n=(m + n) * r, f=f, subgrad=subgrad, invariant=invariant,
+    return Problem(name=name, n=(m + n) * r, f=f, subgrad=subgrad,
+                   invariant=factor_invariant(shapes),
                    sample=gaussian(1.0, (m + n) * r), f_star=0.0, attained=True, smooth=False,
                    coercive=False, params={**params, "m": m, "n": n, "r": r},
                    description=description, theory=theory)
