@@ -242,7 +242,7 @@ def summarize(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 @click.pass_obj
 def report_cmd(obj: Context, run: str, out: str | None) -> None:
     """Leaderboards and figures of a finished run, as an HTML page (never re-runs anything)."""
-    from benchsuite.report import leaderboard, write_report
+    from benchsuite.report import compact_labels, leaderboard, write_report
 
     try:
         tables = load_results(run)
@@ -251,7 +251,8 @@ def report_cmd(obj: Context, run: str, out: str | None) -> None:
         raise click.UsageError(str(exc)) from exc
     with pd.option_context("display.width", 200, "display.max_rows", 200,
                            "display.float_format", "{:.3g}".format):
-        click.echo(leaderboard(tables["trajectories"], by_problem=False).to_string())
+        board = leaderboard(compact_labels(tables["trajectories"]), by_problem=False)
+        click.echo(board.to_string())
     click.echo(f"\nreport: {page}")
 
 

@@ -60,7 +60,7 @@ def short_labels(labels: list[str]) -> dict[str, str]:
     return result
 
 
-def _compact(frame: pd.DataFrame) -> pd.DataFrame:
+def compact_labels(frame: pd.DataFrame) -> pd.DataFrame:
     """The same table with compact integrator names."""
     names = short_labels(sorted(frame["integrator"].astype(str).unique()))
     return frame.assign(integrator=frame["integrator"].astype(str).map(names))
@@ -308,7 +308,7 @@ def write_report(run: str | Path, out: str | Path | None = None,
     if traj.empty:
         raise ValueError(f"{run} has no finished cell yet: nothing to report")
     names = short_labels(sorted(traj["integrator"].astype(str).unique()))
-    traj, cp = _compact(traj), _compact(cp) if len(cp) else cp
+    traj, cp = compact_labels(traj), compact_labels(cp) if len(cp) else cp
     sections: list[str] = []
 
     def table_html(frame: pd.DataFrame, caption: str) -> None:
