@@ -61,8 +61,3 @@ def from_columns(xp: Any, columns: list[Array]) -> Array:
     large-B batches of the catalog, and elementwise arithmetic then keeps the layout.
     """
     return xp.stack(columns, axis=0).T
-
-
-def row_norm(xp: Any, x: Array) -> Array:
-    """Euclidean norm of each row of ``x`` of shape ``(B, n)``, shape ``(B,)``."""
-    return xp.linalg.vector_norm(x, axis=-1)

@@ -22,7 +22,6 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -163,10 +162,3 @@ def load_results(run: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
                                 "pass a folder created by 'benchsuite run'")
     return {TRAJECTORIES: store.table(TRAJECTORIES), CHECKPOINTS: store.table(CHECKPOINTS),
             SKIPPED: store.sidecars(SKIPPED), TIMINGS: store.sidecars(TIMINGS)}
-
-
-def list_runs(results_dir: str | os.PathLike[str]) -> Iterable[Path]:
-    """Run directories under ``results_dir``, oldest first."""
-    root = Path(results_dir)
-    runs = [p for p in root.iterdir() if (p / MANIFEST).exists()] if root.exists() else []
-    return sorted(runs, key=lambda p: p.stat().st_mtime)
