@@ -76,3 +76,32 @@ def test_python_dash_m_entry_point_help():
                          text=True, check=True)
     for command in ("list", "plugins", "run", "report"):
         assert command in out.stdout
+
+
+def test_resume_reads_the_campaign_from_the_manifest(tmp_path):
+    out = invoke("run", "-p", "xy_minus_one", "-i", "euler(h=0.1)", "-n", "4", "--t-max", "2",
+                 "--results-dir", str(tmp_path), "--run-id", "r", "--no-progress", "-j", "1")
+    assert out.exit_code == 0
+    trajectories = tmp_path / "r" / "trajectories"
+    (cell,) = trajectories.glob("*.parquet")
+    cell.unlink()  # as if the run had been killed before this cell was written
+    out = invoke("run", "--resume", str(tmp_path / "r"), "--no-progress", "-j", "1")
+    assert out.exit_code == 0 and (trajectories / cell.name).exists()
+    assert len(load_results(tmp_path / "r")["trajectories"]) == 4
+
+
+def test_packaged_campaign_by_name_with_overrides(tmp_path):
+    out = invoke("run", "-c", "smoke", "-p", "xy_minus_one", "-i", "rk45", "-n", "3",
+                 "--results-dir", str(tmp_path), "--run-id", "s", "--no-progress", "-j", "1")
+    assert out.exit_code == 0
+    traj = load_results(tmp_path / "s")["trajectories"]
+    assert set(traj["problem"]) == {"xy_minus_one"} and len(traj) == 3
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert manifest["campaign"]["budget"]["t_max"] == 20.0  # from the smoke file
+
+
+def test_strict_mode_treats_a_blow_up_as_an_outcome_not_a_fault(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCHSUITE_STRICT", "1")
+    out = CliRunner().invoke(main, ["run", "-p", "cubic_blowup_1d", "-i", "euler", "-n", "2",
+                                    "--results-dir", str(tmp_path), "--no-progress", "-j", "1"])
+    assert out.exit_code == 0  # blow-up is an outcome (diverged), not a fault
