@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -53,10 +55,14 @@ class SerialExecutor:
 
 
 def _child(fn, task, conn) -> None:
+    # Ctrl-C reaches the whole process group. Only the parent may act on it: it kills its
+    # workers and records nothing for their cells, which a rerun then computes. A worker that
+    # caught it would report its cell as failed, and a resumed run would skip that cell.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         result = fn(task)
         conn.send(("ok", result))
-    except BaseException as exc:  # report everything; the parent decides
+    except Exception as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"))
     finally:
         conn.close()
@@ -72,8 +78,17 @@ class ForkExecutor:
     def run(self, fn, tasks, time_limit=None):
         pending = list(range(len(tasks)))[::-1]
         running: dict[int, tuple[Any, Any, float]] = {}  # index -> (process, conn, start)
+        # A Ctrl-C that lands while os.fork runs the at-fork hooks (logging registers one)
+        # raises inside the hook, where CPython prints "Exception ignored" and drops it: the
+        # run would go on. So the handler only records the interrupt, and the loop raises it.
+        interrupted = []
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
         try:
             while pending or running:
+                if interrupted:
+                    raise KeyboardInterrupt
                 while pending and len(running) < self.workers:
                     i = pending.pop()
                     receive, send = self._ctx.Pipe(duplex=False)
@@ -108,6 +123,8 @@ class ForkExecutor:
                 if running and not finished:
                     time.sleep(POLL)
         finally:  # the caller stopped early (Ctrl-C, an error): leave no orphan behind
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
             for proc, conn, _ in running.values():
                 proc.kill()
                 proc.join()
