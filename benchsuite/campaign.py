@@ -42,12 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from benchsuite.classify import OUTCOMES
-from benchsuite.columns import point_column
 from benchsuite.execution import Executor, TaskFailure, default_executor
-from benchsuite.harness import Budget, CellResult, Recording, run_cell
+from benchsuite.harness import Budget, CellResult, Recording, failed_result, run_cell
 from benchsuite.integrator import Integrator
 from benchsuite.observer import Observers
 from benchsuite.plugins import Registry
@@ -319,20 +316,6 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def failed_cell(cell: Cell, x0: np.ndarray, message: str) -> CellResult:
-    """A cell whose worker raised, died or was killed: every trajectory failed, with why."""
-    traj = pd.DataFrame({
-        "traj": np.arange(x0.shape[0]), "stop": "error", "message": message,
-        "steps": 0, "t": 0.0, "f0": np.nan, "f": np.nan, "f_gap": np.nan,
-        "norm0": np.linalg.norm(x0, axis=1), "norm": np.nan, "max_norm": np.nan,
-        "nfev": 0, "ngev": 0, "nprox": 0, "x0": point_column(x0),
-        "x": point_column(np.full_like(x0, np.nan)),
-        "outcome": pd.Categorical(["failed"] * x0.shape[0], categories=OUTCOMES),
-        "reason": "cell failed",
-    })
-    return CellResult(traj, pd.DataFrame(), info={"failure": message})
-
-
 def _first_fault(result: CellResult) -> str | None:
     """The message of the first trajectory that raised, if any."""
     traj = result.trajectories
@@ -381,7 +364,7 @@ def run_campaign(campaign: Campaign, registry: Registry, run_dir: str | Path,
     for i, result in executor.run(_run_one, tasks, time_limit=hard_limit):
         cell = todo[i]
         if isinstance(result, TaskFailure):
-            result = failed_cell(cell, tasks[i][1], result.message)
+            result = failed_result(cell.problem, tasks[i][1], result.message)
         store.write_cell(cell.key, cell.labels, result)
         notify("cell_finished", cell, result)
         if strict and _first_fault(result) is not None:

@@ -143,14 +143,10 @@ class _Recorder:
             "ngev": np.zeros(batch, dtype=np.int64),
             "nprox": np.zeros(batch, dtype=np.int64),
             "x": np.full(x0.shape, np.nan),
+            "f0": np.full(batch, np.nan),  # from the step-0 checkpoint, not evaluated again
         }
         self.errors: dict[int, str] = {}  # trajectory -> message of the exception it raised
-        self.inv0 = None
-        if problem.invariant is not None:
-            try:
-                self.inv0 = to_numpy(problem.invariant(xp.asarray(x0)))
-            except Exception:  # a broken invariant costs the drift column, not the cell
-                self.inv0 = None
+        self.inv0: np.ndarray | None = None  # set by the step-0 record; no oracle call here
 
     def record(self, step: int, state: State, local: np.ndarray, oracle: Oracle
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -177,6 +173,11 @@ class _Recorder:
             "norm": norm,
             "grad_norm": np.linalg.norm(g, axis=1),
         }
+        if step == 0 and problem.invariant is not None:
+            try:
+                self.inv0 = to_numpy(problem.invariant(x))
+            except Exception:  # a broken invariant costs the drift column, not the cell
+                self.inv0 = None
         if self.inv0 is not None:
             inv, _ = _isolating_eval(problem.invariant, x, self.inv0.shape[1:])
             row["drift"] = np.linalg.norm(inv - self.inv0[ids], axis=1)
@@ -187,6 +188,8 @@ class _Recorder:
         row.update(nfev=counts["f"], ngev=counts["grad"], nprox=counts["prox"])
         self.rows.append(row)
         final = self.final
+        if step == 0:
+            final["f0"][ids] = f
         final["max_norm"][ids] = np.fmax(final["max_norm"][ids], norm)
         final["f"][ids], final["norm"][ids], final["t"][ids] = f, norm, row["t"]
         final["steps"][ids] = step
@@ -199,7 +202,7 @@ class _Recorder:
         self.final["stop"][ids] = stop
         self.final["message"][ids] = message
 
-    def tables(self, problem: Problem, x0: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def tables(self, x0: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
         final = self.final
         traj = pd.DataFrame({
             "traj": np.arange(x0.shape[0]),
@@ -207,9 +210,9 @@ class _Recorder:
             "message": final["message"].astype(str),
             "steps": final["steps"],
             "t": final["t"],
-            "f0": _isolating_eval(problem.f, self.xp.asarray(x0), ())[0],
+            "f0": final["f0"],
             "f": final["f"],
-            "f_gap": final["f"] - problem.f_star,
+            "f_gap": final["f"] - self.problem.f_star,
             "norm0": np.linalg.norm(x0, axis=1),
             "norm": final["norm"],
             "max_norm": final["max_norm"],
@@ -227,6 +230,19 @@ class _Recorder:
         else:
             checkpoints = pd.DataFrame()
         return traj, checkpoints.reset_index(drop=True)
+
+
+def failed_result(problem: Problem, x0: np.ndarray, message: str) -> CellResult:
+    """A cell whose worker raised, died or was killed: every trajectory failed, with why.
+
+    Calls no oracle (the cell may have failed on one that never returns).
+    """
+    recorder = _Recorder(problem, x0, namespace(x0))
+    recorder.retire(np.arange(x0.shape[0]), "error", message)
+    traj, checkpoints = recorder.tables(x0)
+    traj["outcome"] = pd.Categorical(["failed"] * len(traj), categories=OUTCOMES)
+    traj["reason"] = "cell failed"
+    return CellResult(traj, checkpoints, info={"failure": message})
 
 
 def run_cell(
@@ -272,7 +288,7 @@ def run_cell(
     with np.errstate(all="ignore"):  # overflow is detected and reported per trajectory
         recorder = _Recorder(problem, x0, xp)
         _loop(problem, integrator, xp.asarray(x0), budget, recording, recorder, start)
-        traj, checkpoints = recorder.tables(problem, x0)
+        traj, checkpoints = recorder.tables(x0)
         try:
             traj = classify(problem, integrator, traj, checkpoints)
         except Exception as exc:  # a classifier bug must not lose the cell's results
