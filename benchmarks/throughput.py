@@ -18,7 +18,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from benchsuite import Budget, harness, run_cell
-from benchsuite.harness import points
+from benchsuite.columns import points
 from benchsuite_plugins.euler import ExplicitEuler
 from benchsuite_plugins.runge_kutta import DormandPrince
 from benchsuite_problems.factorization import mc2x2_example1

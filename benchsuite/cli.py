@@ -33,8 +33,6 @@ from benchsuite.observer import ProgressBar
 from benchsuite.plugins import ENV_STRICT, PluginLoadError, Registry, env_flag, load_registry
 from benchsuite.results import RunStore, load_results
 
-DEFAULT_BUDGET = DEFAULT_CAMPAIGN_BUDGET
-
 EXIT_TRAJECTORY_ERRORS, EXIT_USAGE, EXIT_PLUGIN, EXIT_UNWRITABLE = 1, 2, 3, 4
 
 
@@ -144,12 +142,13 @@ def _run_id(campaign: Campaign) -> str:
               help="Initial points (trajectories) per problem.")
 @click.option("--seed", type=int, default=Campaign.seed, show_default=True,
               help="Root seed of the initial points.")
-@click.option("--t-max", type=float, default=DEFAULT_BUDGET.t_max, show_default=True,
+@click.option("--t-max", type=float, default=DEFAULT_CAMPAIGN_BUDGET.t_max, show_default=True,
               help="Flow-time budget.")
-@click.option("--max-steps", type=int, default=DEFAULT_BUDGET.max_steps, show_default=True,
+@click.option("--max-steps", type=int, default=DEFAULT_CAMPAIGN_BUDGET.max_steps, show_default=True,
               help="Step budget.")
 @click.option("--max-evals", type=int, default=None, help="Oracle-call budget per trajectory.")
-@click.option("--wall-time", type=float, default=DEFAULT_BUDGET.wall_time, show_default=True,
+@click.option("--wall-time", type=float, default=DEFAULT_CAMPAIGN_BUDGET.wall_time,
+              show_default=True,
               help="Seconds per cell (a cell is killed at twice this plus a minute).")
 @click.option("--results-dir", default="results", show_default=True, type=click.Path(),
               help="Where run folders go.")

@@ -23,7 +23,7 @@ import pandas as pd
 
 from benchsuite.arrays import namespace, to_numpy
 from benchsuite.classify import OUTCOMES, classify
-from benchsuite.columns import point_column, points  # noqa: F401 (re-exported)
+from benchsuite.columns import point_column
 from benchsuite.integrator import MESSAGES, Flag, Integrator, State
 from benchsuite.oracle import Oracle
 from benchsuite.problem import Problem

@@ -62,8 +62,7 @@ class ProgressBar:
         if result.skipped is not None:
             self._counts["skipped cells"] += 1
         elif len(result.trajectories):
-            column = "outcome" if "outcome" in result.trajectories else "stop"
-            self._counts.update(result.trajectories[column].astype(str))
+            self._counts.update(result.trajectories["outcome"].astype(str))
         self._bar.set_postfix_str(", ".join(f"{k} {v}" for k, v in sorted(self._counts.items())),
                                   refresh=False)
         self._bar.update(1)

@@ -160,7 +160,7 @@ class ProximalPoint(Integrator):
         use_pred = xp.isfinite(phi_pred) & (phi_pred < fx)
         y = _where_rows(xp, use_pred, pred, x)
         fy = xp.where(use_pred, f_pred, fx)
-        gy = _on_rows(xp, lambda v, r: oracle.grad(v, r), y, use_pred, g)
+        gy = _on_rows(xp, oracle.grad, y, use_pred, g)
         phi, gphi = phi_parts(y, fy, gy)
         target = self.tol * (1.0 + gnorm)
         S, Ys, rhos = [], [], []
@@ -192,7 +192,7 @@ class ProximalPoint(Integrator):
             y_new, f_new, phi_new = y, fy, phi
             for _ in range(MAX_BACKTRACKS):
                 trial = y + xp.reshape(alpha, (-1, 1)) * d
-                f_trial = _on_rows(xp, lambda v, r: oracle.f(v, r), trial, searching, fy)
+                f_trial = _on_rows(xp, oracle.f, trial, searching, fy)
                 phi_trial = f_trial + xp.sum((trial - x) ** 2, axis=1) / (2.0 * state.tau)
                 good = searching & xp.isfinite(phi_trial) & (
                     phi_trial <= phi + ARMIJO * alpha * slope + ROUNDING_SLACK * xp.abs(phi))
@@ -204,7 +204,7 @@ class ProximalPoint(Integrator):
                     break
                 alpha = xp.where(searching, alpha / 2.0, alpha)
             moved = active & ~searching
-            g_new = _on_rows(xp, lambda v, r: oracle.grad(v, r), y_new, moved, gy)
+            g_new = _on_rows(xp, oracle.grad, y_new, moved, gy)
             _, gphi_new = phi_parts(y_new, f_new, g_new)
             s, yv = y_new - y, gphi_new - gphi
             sy = xp.sum(s * yv, axis=1)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from benchsuite import Budget, Recording, run_cell
-from benchsuite.harness import points
+from benchsuite.columns import points
 from benchsuite_plugins.euler import ExplicitEuler
 from benchsuite_problems.factorization import mc2x2_example1, xy_limit, xy_minus_one
 

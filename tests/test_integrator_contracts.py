@@ -15,7 +15,7 @@ from scipy.linalg import expm
 
 from benchsuite import Budget, Oracle, Problem, Theory, Verdict, gaussian, run_cell
 from benchsuite.arrays import namespace, to_numpy
-from benchsuite.harness import points
+from benchsuite.columns import points
 from benchsuite_plugins.euler import ExplicitEuler
 from benchsuite_plugins.proximal import ProximalPoint
 from benchsuite_plugins.runge_kutta import BogackiShampine, DormandPrince
