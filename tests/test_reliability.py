@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -203,12 +204,16 @@ def test_unsafe_problem_names_are_refused(name):
         dataclasses.replace(xy_minus_one(), name=name)
 
 
-@given(st.text(min_size=1, max_size=60), st.text(min_size=1, max_size=60))
-def test_cell_keys_are_safe_file_names(problem, integrator):
+@given(st.text(min_size=1, max_size=60), st.text(min_size=1, max_size=60),
+       st.text(min_size=1, max_size=60))
+def test_cell_keys_are_safe_distinct_file_names(problem, integrator, other):
     key = cell_key(problem, integrator)
-    assert "/" not in key and "\\" not in key and not key.startswith(".")
-    assert ".." not in key.replace("..", "") and key.isprintable() and len(key) <= 130
+    # a plain name inside its folder: no separator, no NUL, never "." or "..", no hidden file
+    assert Path(key).name == key and "\\" not in key and "\x00" not in key
+    assert key not in {".", ".."} and not key.startswith(".") and len(key) <= 130
     assert key == cell_key(problem, integrator)
+    if other != integrator:  # sanitizing must not merge two cells into one file
+        assert cell_key(problem, other) != key
 
 
 @pytest.mark.parametrize("spec", ["euler(h=__import__('os').system('true'))",
