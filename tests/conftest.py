@@ -6,6 +6,8 @@ entry points, like diffrax's ``all_ode_solvers`` or sklearn's ``parametrize_with
 
 from __future__ import annotations
 
+import filecmp
+import subprocess
 import sys
 from pathlib import Path
 
@@ -34,3 +36,24 @@ def _clean_plugin_env(monkeypatch):
 
 def by_name(items):
     return [pytest.param(item, id=item.name) for item in items]
+
+
+def start_campaign(campaign_text: str, results: Path, run_id: str, *extra: str) -> subprocess.Popen:
+    """``benchsuite run`` on a campaign file, in its own process group (so a test can signal
+    it and its workers at once)."""
+    campaign = results / "campaign.toml"
+    campaign.write_text(campaign_text)
+    return subprocess.Popen([sys.executable, "-m", "benchsuite", "run", "-c", str(campaign),
+                             "--results-dir", str(results), "--run-id", run_id, "--no-progress",
+                             *extra],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+
+
+def assert_same_tables(a: Path, b: Path) -> None:
+    """Two run folders hold the same cells with byte-identical trajectory and checkpoint files."""
+    for kind in ("trajectories", "checkpoints"):
+        names = sorted(p.name for p in (a / kind).glob("*.parquet"))
+        assert names == sorted(p.name for p in (b / kind).glob("*.parquet"))
+        _, mismatch, errors = filecmp.cmpfiles(a / kind, b / kind, names, shallow=False)
+        assert not mismatch and not errors, mismatch

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import filecmp
 import json
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_same_tables, start_campaign
 
 from benchsuite import hookimpl
 from benchsuite.campaign import (
@@ -109,12 +106,7 @@ def test_forked_cells_give_the_same_tables_as_in_process(tmp_path):
     reg = load_registry()
     a = run_campaign(SMALL, reg, tmp_path / "serial", executor=SerialExecutor())
     b = run_campaign(SMALL, reg, tmp_path / "forked", executor=ForkExecutor(2))
-    for kind in ("trajectories", "checkpoints"):
-        files = sorted(p.name for p in (a.path / kind).iterdir())
-        assert files == sorted(p.name for p in (b.path / kind).iterdir())
-        _, mismatch, errors = filecmp.cmpfiles(a.path / kind, b.path / kind, files,
-                                               shallow=False)
-        assert not mismatch and not errors
+    assert_same_tables(a.path, b.path)
 
 
 class Hangs:
@@ -188,21 +180,11 @@ max_steps = 8000
 """
 
 
-def cli(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "benchsuite", *args, "--no-progress"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True, **kw)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_sigkill_mid_campaign_then_rerun_gives_the_uninterrupted_tables(tmp_path, workers):
-    campaign = tmp_path / "crash.toml"
-    campaign.write_text(CRASH_CAMPAIGN)
-    base = ["run", "-c", str(campaign), "--results-dir", str(tmp_path), "-j", workers]
-    assert cli(*base, "--run-id", "clean").wait(timeout=600) == 0
-
-    victim = cli(*base, "--run-id", "killed")
+    assert start_campaign(CRASH_CAMPAIGN, tmp_path, "clean", "-j", workers).wait(600) == 0
+    victim = start_campaign(CRASH_CAMPAIGN, tmp_path, "killed", "-j", workers)
     cells = tmp_path / "killed" / "trajectories"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and len(list(cells.glob("*.parquet"))) < 3:
@@ -212,12 +194,6 @@ def test_sigkill_mid_campaign_then_rerun_gives_the_uninterrupted_tables(tmp_path
     done = len(list(cells.glob("*.parquet")))
     total = len(list((tmp_path / "clean" / "trajectories").glob("*.parquet")))
     assert 3 <= done < total, "the kill must land mid-campaign"
-
-    assert cli(*base, "--run-id", "killed").wait(timeout=600) == 0
-    for kind in ("trajectories", "checkpoints"):
-        names = sorted(p.name for p in (tmp_path / "clean" / kind).glob("*.parquet"))
-        assert names == sorted(p.name for p in (tmp_path / "killed" / kind).glob("*.parquet"))
-        _, mismatch, errors = filecmp.cmpfiles(tmp_path / "clean" / kind,
-                                               tmp_path / "killed" / kind, names, shallow=False)
-        assert not mismatch and not errors, mismatch
-    assert Path(tmp_path / "killed" / "manifest.json").exists()
+    assert start_campaign(CRASH_CAMPAIGN, tmp_path, "killed", "-j", workers).wait(600) == 0
+    assert_same_tables(tmp_path / "clean", tmp_path / "killed")
+    assert (tmp_path / "killed" / "manifest.json").exists()

@@ -7,17 +7,15 @@ clear message, and no finished result is lost or corrupted.
 from __future__ import annotations
 
 import dataclasses
-import filecmp
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import assert_same_tables, start_campaign
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -150,22 +148,8 @@ max_steps = 6000
 """
 
 
-def start_run(tmp_path, run_id, *extra):
-    campaign = tmp_path / "c.toml"
-    campaign.write_text(CAMPAIGN)
-    return subprocess.Popen([sys.executable, "-m", "benchsuite", "run", "-c", str(campaign),
-                             "--results-dir", str(tmp_path), "--run-id", run_id,
-                             "--no-progress", *extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
-
-
-def same_tables(a, b):
-    for kind in ("trajectories", "checkpoints"):
-        names = sorted(p.name for p in (a / kind).glob("*.parquet"))
-        assert names == sorted(p.name for p in (b / kind).glob("*.parquet"))
-        _, mismatch, errors = filecmp.cmpfiles(a / kind, b / kind, names, shallow=False)
-        assert not mismatch and not errors
+def start_run(tmp_path, run_id):
+    return start_campaign(CAMPAIGN, tmp_path, run_id)
 
 
 @pytest.mark.slow
@@ -183,7 +167,7 @@ def test_ctrl_c_then_rerun_gives_the_uninterrupted_tables(tmp_path):
     why = f"exit {code}, {at_kill} cells at the kill, {after} after: {victim.stderr.read()!r}"
     assert code != 0 and after < 12, why
     assert start_run(tmp_path, "interrupted").wait(timeout=600) == 0
-    same_tables(tmp_path / "clean", tmp_path / "interrupted")
+    assert_same_tables(tmp_path / "clean", tmp_path / "interrupted")
 
 
 @pytest.mark.slow
@@ -191,7 +175,7 @@ def test_two_runs_into_the_same_folder_do_not_corrupt_each_other(tmp_path):
     assert start_run(tmp_path, "clean").wait(timeout=600) == 0
     first, second = start_run(tmp_path, "shared"), start_run(tmp_path, "shared")
     assert first.wait(timeout=600) == 0 and second.wait(timeout=600) == 0
-    same_tables(tmp_path / "clean", tmp_path / "shared")
+    assert_same_tables(tmp_path / "clean", tmp_path / "shared")
     assert len(load_results(tmp_path / "shared")["trajectories"]) == 3 * 4 * 48
 
 
