@@ -32,7 +32,9 @@ import seaborn as sns
 from scipy.stats import binomtest
 
 from benchsuite.classify import OUTCOMES
-from benchsuite.results import load_results
+from benchsuite.columns import points
+from benchsuite.plugins import load_registry
+from benchsuite.results import RunStore, load_results
 
 GLOBAL = ("converged_global", "escape_global")
 TARGET = 1e-3
@@ -231,8 +233,6 @@ def trajectory_bands(checkpoints: pd.DataFrame, problem: str, f_star: float) -> 
 def landscape(trajectories: pd.DataFrame, checkpoints: pd.DataFrame, problem: Any,
               integrator: str) -> plt.Figure:
     """A 2-D problem's contours with trajectories and initial points coloured by outcome."""
-    from benchsuite.columns import points
-
     traj = trajectories[(trajectories["problem"] == problem.name)
                         & (trajectories["integrator"] == integrator)]
     x0 = points(traj, "x0")
@@ -338,8 +338,6 @@ def write_report(run: str | Path, out: str | Path | None = None,
                "Integrators")
 
     if registry is None:
-        from benchsuite.plugins import load_registry
-
         registry = load_registry(strict=False)
     sections.append("<h2>Trajectories</h2>")
     problems_meta = _manifest_problems(run)
@@ -361,8 +359,6 @@ def write_report(run: str | Path, out: str | Path | None = None,
 
 
 def _manifest_problems(run: Path) -> dict[str, Any]:
-    from benchsuite.results import RunStore
-
     try:
         return RunStore(run).manifest().get("problems", {})
     except (OSError, ValueError):
