@@ -25,6 +25,7 @@ A campaign file is TOML too::
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import itertools
 import os
@@ -208,8 +209,6 @@ def parse_spec(spec: str) -> tuple[str, list[dict[str, Any]]]:
 
 
 def _unknown(kind: str, pattern: str, known: Sequence[str]) -> CampaignError:
-    import difflib
-
     close = difflib.get_close_matches(pattern, known, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else "; 'benchsuite list' shows them"
     return CampaignError(f"no {kind} matches {pattern!r}{hint}")

@@ -241,6 +241,7 @@ def summarize(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 @click.pass_obj
 def report_cmd(obj: Context, run: str, out: str | None) -> None:
     """Leaderboards and figures of a finished run, as an HTML page (never re-runs anything)."""
+    # imported here: matplotlib and seaborn would slow down every other command's start
     from benchsuite.report import compact_labels, leaderboard, write_report
 
     try:

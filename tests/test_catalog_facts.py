@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import sys
+from itertools import combinations
 
 import numpy as np
 import pytest
@@ -158,8 +159,6 @@ def test_shallow_linear_net_gamma_critical_points():
     P, lam, Qt = np.linalg.svd(Y @ Vt.T, full_matrices=False)
     d1, found = 2, {}
     for size in range(d1 + 1):
-        from itertools import combinations
-
         for gamma in combinations(range(len(lam)), size):
             W2, W1t = np.zeros((4, d1)), np.zeros((d1, 3))
             for slot, j in enumerate(gamma):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -54,8 +55,6 @@ def test_relu_flat_region_is_spurious_not_global():
 
 def test_relu_flat_region_without_certificate_is_still_not_global():
     """The generic rule alone (zero gradient, f = 1 > f_star) must say spurious."""
-    import dataclasses
-
     p = dataclasses.replace(relu.relu_flat_fig2(), certificate=None)
     got, traj = outcomes(p, ExplicitEuler(h=1e-3), [[-0.5, 0.3], [-0.1, -1.0]], 10.0)
     assert got == ["converged_spurious"] * 2
@@ -82,8 +81,6 @@ def test_example1_euler_is_step_limited_where_rk_escapes():
 
 
 def test_example1_escape_without_certificate_is_found_by_the_growth_law():
-    import dataclasses
-
     p = dataclasses.replace(factorization.mc2x2_example1(), certificate=None)
     got, traj = outcomes(p, DormandPrince(), ESCAPING + CONVERGING, 2000.0)
     assert got == ["escape_spurious", "escape_spurious", "converged_global"]

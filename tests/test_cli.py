@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from click.testing import CliRunner
 
@@ -69,9 +71,6 @@ def test_unwritable_results_dir_is_a_clear_error(tmp_path):
 
 
 def test_python_dash_m_entry_point_help():
-    import subprocess
-    import sys
-
     out = subprocess.run([sys.executable, "-m", "benchsuite", "--help"], capture_output=True,
                          text=True, check=True)
     for command in ("list", "plugins", "run", "report"):

@@ -30,6 +30,7 @@ from benchsuite.campaign import (
     run_campaign,
 )
 from benchsuite.classify import OUTCOMES, classify
+from benchsuite.columns import point_column
 from benchsuite.execution import SerialExecutor
 from benchsuite.plugins import load_registry
 from benchsuite.problem import Problem, Theory, Verdict, uniform_box
@@ -250,8 +251,6 @@ def test_classifier_labels_every_trajectory_and_respects_how_it_stopped(data):
     stops = data.draw(st.lists(st.sampled_from(["t_max", "max_steps", "error", "nonfinite",
                                                 "prox_failed", "wall_time"]),
                                min_size=batch, max_size=batch))
-    from benchsuite.columns import point_column
-
     x = np.array(data.draw(st.lists(st.lists(floats, min_size=2, max_size=2), min_size=batch,
                                     max_size=batch)))
     traj = pd.DataFrame({"traj": np.arange(batch), "stop": stops, "message": "",

@@ -15,7 +15,13 @@ from benchsuite.campaign import Campaign, run_campaign
 from benchsuite.execution import SerialExecutor
 from benchsuite.harness import Budget
 from benchsuite.plugins import load_registry
-from benchsuite.report import leaderboard, performance_profile, wilson, write_report
+from benchsuite.report import (
+    expected_running_time,
+    leaderboard,
+    performance_profile,
+    wilson,
+    write_report,
+)
 from benchsuite.results import load_results
 
 
@@ -83,8 +89,6 @@ class _Images(HTMLParser):
 
 
 def test_expected_running_time_counts_failures_in_full():
-    from benchsuite.report import expected_running_time
-
     group = pd.DataFrame({"evals_to_0.001": [10.0, 30.0, np.nan, np.nan],
                           "nfev": [0, 0, 0, 0], "ngev": [50, 50, 100, 200], "nprox": 0})
     assert expected_running_time(group) == (10 + 30 + 100 + 200) / 2
