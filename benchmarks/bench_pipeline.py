@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from benchsuite.campaign import Campaign, run_campaign
+from benchsuite.agreement import agreement
+from benchsuite.campaign import DEFAULT_CAMPAIGN_BUDGET, Campaign, run_campaign
 from benchsuite.classify import classify
 from benchsuite.execution import SerialExecutor
 from benchsuite.report import write_report
 from benchsuite.results import load_results
 
-from .common import BATCH, BUDGET, registry, run
+from .common import BATCH, BUDGET, SMOKE, registry, run
 
 SMALL = Campaign(problems=("mc2x2_example1", "sigmoid2pt_fig3", "remark3_rational_1d"),
                  integrators=("euler", "rk45", "subgradient"), n_points=BATCH // 2,
@@ -53,3 +54,35 @@ class Report:
     def time_report(self, run_dir):
         with tempfile.TemporaryDirectory() as out:
             write_report(run_dir, out, registry=registry())
+
+
+#: The problems whose certificates give the truth, under three kinds of integrator, at the
+#: default campaign's budget (the smoke scale only checks that the benchmark runs).
+VALIDATION = Campaign(
+    problems=("mc2x2_example1", "remark3_rational_1d", "sigmoid2pt_fig3", "sigmoid2pt_example2",
+              "relu_flat_fig2"),
+    integrators=("euler", "rk45", "proximal"), n_points=4 if SMOKE else 32, certificates=False,
+    budget=BUDGET if SMOKE else DEFAULT_CAMPAIGN_BUDGET)
+
+
+class Verdicts:
+    """The quality of the labels: how often the generic classifier abstains, and how often it
+    contradicts an exact certificate (which must stay 0)."""
+
+    timeout = 600
+
+    def setup_cache(self):
+        tmp = Path(tempfile.mkdtemp(prefix="benchsuite-asv-"))
+        run_campaign(VALIDATION, registry(), tmp / "run", executor=SerialExecutor())
+        return load_results(tmp / "run")["trajectories"]
+
+    def track_undetermined_share(self, traj):
+        return float((traj["generic_outcome"].astype(str) == "undetermined").mean())
+
+    track_undetermined_share.unit = "fraction"
+
+    def track_confident_disagreements(self, traj):
+        table = agreement(traj)
+        return int(table["disagree"].sum()) if len(table) else 0
+
+    track_confident_disagreements.unit = "trajectories"

@@ -16,7 +16,7 @@ A campaign file is TOML too::
     n_points = 4000
     seed = 0
 
-    [budget]            # any of t_max, max_steps, max_evals, wall_time
+    [budget]            # any of t_max, max_steps, max_evals, wall_time, extend
     t_max = 200.0
 
     [recording]         # per_octave, t_min
@@ -34,6 +34,7 @@ import re
 import subprocess
 import sys
 import tomllib
+import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -56,12 +57,19 @@ _SPEC = re.compile(r"^\s*([A-Za-z0-9_\-.*?\[\]]+)\s*(?:\((.*)\))?\s*$", re.DOTAL
 KEY_LIBRARIES = ("numpy", "scipy", "pandas", "pyarrow", "pluggy", "array-api-compat")
 
 
-#: The default campaign (every problem, every integrator) runs in a few minutes on a laptop.
-DEFAULT_CAMPAIGN_BUDGET = Budget(t_max=20.0, max_steps=10_000, wall_time=10.0)
+#: The default campaign (every problem, every integrator) runs in a few minutes on a laptop,
+#: on deterministic budgets only: its slowest cell takes about a quarter of the wall-time
+#: safety net on an idle 2-core machine.
+DEFAULT_CAMPAIGN_BUDGET = Budget(t_max=20.0, max_steps=10_000, wall_time=600.0)
 
 
 class CampaignError(ValueError):
     """A campaign that cannot run as written; the message says what to change."""
+
+
+class PluginWarning(UserWarning):
+    """A plugin misbehaved at run time (a certificate with an unknown label, say); the
+    message names the plugin and its distribution."""
 
 
 class CampaignAborted(RuntimeError):
@@ -90,6 +98,9 @@ class Campaign:
         Root seed of the initial points.
     budget : Budget
     recording : Recording
+    certificates : bool
+        Let problems' certificates decide where they speak; False classifies with the
+        generic rules only (``--no-certificates``).
     """
 
     problems: tuple[str, ...] = ("*",)
@@ -98,6 +109,7 @@ class Campaign:
     seed: int = 0
     budget: Budget = field(default_factory=lambda: DEFAULT_CAMPAIGN_BUDGET)
     recording: Recording = field(default_factory=Recording)
+    certificates: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_points <= 10_000_000:
@@ -124,7 +136,7 @@ class Cell:
 
 
 _SECTIONS = {"budget": Budget, "recording": Recording}
-_TOP_LEVEL = {"problems", "integrators", "n_points", "seed", *_SECTIONS}
+_TOP_LEVEL = {"problems", "integrators", "n_points", "seed", "certificates", *_SECTIONS}
 
 
 PACKAGED = Path(__file__).parent / "campaigns"
@@ -173,6 +185,11 @@ def campaign_from_dict(data: dict[str, Any], source: str = "campaign") -> Campai
             if not isinstance(data[key], int) or isinstance(data[key], bool):
                 raise CampaignError(f"{source}: {key} must be an integer, got {data[key]!r}")
             kwargs[key] = data[key]
+    if "certificates" in data:
+        if not isinstance(data["certificates"], bool):
+            raise CampaignError(f"{source}: certificates must be true or false, got "
+                                f"{data['certificates']!r}")
+        kwargs["certificates"] = data["certificates"]
     for key, cls in _SECTIONS.items():
         if key in data:
             section = data[key]
@@ -324,9 +341,10 @@ def _first_fault(result: CellResult) -> str | None:
     return None if errors.empty else str(errors["message"].iloc[0])
 
 
-def _run_one(task: tuple[Cell, np.ndarray, Budget, Recording]) -> CellResult:
-    cell, x0, budget, recording = task
-    return run_cell(cell.problem, cell.integrator, x0, budget, recording=recording)
+def _run_one(task: tuple[Cell, np.ndarray, Campaign]) -> CellResult:
+    cell, x0, campaign = task
+    return run_cell(cell.problem, cell.integrator, x0, campaign.budget,
+                    recording=campaign.recording, certificates=campaign.certificates)
 
 
 #: Hard time limit of a cell: its wall-time budget (checked between steps) plus this grace.
@@ -356,7 +374,7 @@ def run_campaign(campaign: Campaign, registry: Registry, run_dir: str | Path,
         if cell.problem.name not in points:
             points[cell.problem.name] = initial_points(cell.problem, campaign.n_points,
                                                        campaign.seed)
-    tasks = [(c, points[c.problem.name], campaign.budget, campaign.recording) for c in todo]
+    tasks = [(c, points[c.problem.name], campaign) for c in todo]
     executor = executor or default_executor()
     if hard_limit is None:
         hard_limit = campaign.budget.wall_time * HARD_LIMIT_FACTOR + HARD_LIMIT_GRACE
@@ -365,6 +383,10 @@ def run_campaign(campaign: Campaign, registry: Registry, run_dir: str | Path,
         if isinstance(result, TaskFailure):
             result = failed_result(cell.problem, tasks[i][1], result.message)
         store.write_cell(cell.key, cell.labels, result)
+        for message in result.info.get("warnings", ()):
+            origin = registry.source.get(("problem", cell.problem.name))
+            who = f"plugin {origin.name} ({origin.distribution})" if origin else "a plugin"
+            warnings.warn(f"{who}: {message}", PluginWarning, stacklevel=2)
         notify("cell_finished", cell, result)
         if strict and _first_fault(result) is not None:
             raise CampaignAborted(f"strict mode: {cell.problem.name} x {cell.integrator.label}: "

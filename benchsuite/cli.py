@@ -29,9 +29,11 @@ from benchsuite.campaign import (
     run_campaign,
 )
 from benchsuite.execution import SerialExecutor, default_executor
+from benchsuite.harness import MAX_EXTEND
 from benchsuite.observer import ProgressBar
 from benchsuite.plugins import ENV_STRICT, PluginLoadError, Registry, env_flag, load_registry
 from benchsuite.results import RunStore, load_results
+from benchsuite.vocabulary import Outcome, Stop
 
 EXIT_TRAJECTORY_ERRORS, EXIT_USAGE, EXIT_PLUGIN, EXIT_UNWRITABLE = 1, 2, 3, 4
 
@@ -149,7 +151,14 @@ def _run_id(campaign: Campaign) -> str:
 @click.option("--max-evals", type=int, default=None, help="Oracle-call budget per trajectory.")
 @click.option("--wall-time", type=float, default=DEFAULT_CAMPAIGN_BUDGET.wall_time,
               show_default=True,
-              help="Seconds per cell (a cell is killed at twice this plus a minute).")
+              help="Safety net, seconds per cell: rows it stops are undetermined, and a cell is "
+                   "killed at twice this plus a minute. Results never depend on it unless reached.")
+@click.option("--extend", type=click.IntRange(0, MAX_EXTEND), default=None,
+              help="Re-run trajectories left undetermined with every deterministic budget "
+                   "doubled, at most this many times (default 0).")
+@click.option("--certificates/--no-certificates", default=None,
+              help="Let problems' exact certificates decide where they speak (default), or "
+                   "classify with the generic rules only.")
 @click.option("--results-dir", default="results", show_default=True, type=click.Path(),
               help="Where run folders go.")
 @click.option("--run-id", default=None,
@@ -162,8 +171,8 @@ def _run_id(campaign: Campaign) -> str:
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a TTY).")
 @click.pass_context
 def run_cmd(ctx: click.Context, campaign_file, problems, integrators, n_points, seed, t_max,
-            max_steps, max_evals, wall_time, results_dir, run_id, resume_dir, workers,
-            progress) -> None:
+            max_steps, max_evals, wall_time, extend, certificates, results_dir, run_id,
+            resume_dir, workers, progress) -> None:
     """Run a campaign; with no options, the default one on the built-in catalog.
 
     Results go to RESULTS_DIR/RUN_ID/ (parquet tables and a manifest); finished cells of an
@@ -189,8 +198,11 @@ def run_cmd(ctx: click.Context, campaign_file, problems, integrators, n_points, 
             changes["n_points"] = n_points
         if "seed" in given:
             changes["seed"] = seed
+        if "certificates" in given:
+            changes["certificates"] = certificates
         budget_changes = {k: v for k, v in (("t_max", t_max), ("max_steps", max_steps),
-                                            ("max_evals", max_evals), ("wall_time", wall_time))
+                                            ("max_evals", max_evals), ("wall_time", wall_time),
+                                            ("extend", extend))
                           if k in given}
         if budget_changes:
             changes["budget"] = replace(base.budget, **budget_changes)
@@ -216,6 +228,8 @@ def run_cmd(ctx: click.Context, campaign_file, problems, integrators, n_points, 
     tables = load_results(store.path)
     with pd.option_context("display.width", 200, "display.max_rows", 1000):
         click.echo(summarize(tables).to_string())
+    for line in verdict_notes(tables["trajectories"], campaign):
+        click.echo(line, err=True)
     click.echo(f"\nresults: {store.path}\nreport:  benchsuite report {store.path}")
     if (tables["trajectories"].get("stop", pd.Series()) == "error").any():
         sys.exit(EXIT_TRAJECTORY_ERRORS)
@@ -232,6 +246,28 @@ def summarize(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
         median_f_gap=("f_gap", "median"), median_norm=("norm", "median"),
         max_norm=("max_norm", "max"))
     return counts.join(med)
+
+
+def verdict_notes(traj: pd.DataFrame, campaign: Campaign) -> list[str]:
+    """What the user should know about the labels of a run: rows cut by the wall-time safety
+    net (not findings), and the undetermined share, each with what to do about it."""
+    if traj.empty or "stop" not in traj:
+        return []
+    notes = []
+    cut = int((traj["stop"] == Stop.WALL_TIME).sum())
+    if cut:
+        notes.append(
+            f"note: {cut} of {len(traj)} trajectories were stopped by the wall-time safety net "
+            f"({campaign.budget.wall_time:g} s per cell) and are undetermined: that depends on "
+            "the machine, not on the trajectory. Raise --wall-time or lower --t-max/--max-steps "
+            "so that the deterministic budgets end every run.")
+    undecided = int((traj["outcome"].astype(str) == Outcome.UNDETERMINED).sum())
+    if undecided:
+        hint = ("" if campaign.budget.extend >= MAX_EXTEND else
+                "; --extend N re-runs them with the budget doubled up to N times")
+        notes.append(f"note: {undecided} of {len(traj)} trajectories are undetermined (no "
+                     f"conclusive evidence within the budget){hint}")
+    return notes
 
 
 @main.command("report")

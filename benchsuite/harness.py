@@ -1,9 +1,15 @@
 """The harness: the only loop. Runs one integrator on one problem over a batch of trajectories.
 
 As scipy's ``solve_ivp`` and diffrax's ``diffeqsolve`` own the loop around a stepper, the
-harness owns budgets (flow time, steps, oracle calls, wall time), log-spaced recording, retiring
-finished rows, and turning exceptions and non-finite values into a per-trajectory stop reason with
-a message. Integrators only step.
+harness owns budgets, log-spaced recording, retiring finished rows, and turning exceptions and
+non-finite values into a per-trajectory stop reason with a message. Integrators only step.
+
+Results are a function of the campaign, the seed and the code, never of the machine: the
+budgets that end a trajectory are deterministic (flow time, steps, oracle calls), and the
+wall-time limit of a cell is only a safety net. A row it stops is ``undetermined`` and carries
+no finding. Undetermined rows can be *extended* (``Budget.extend``): re-run from their initial
+points with every deterministic budget doubled, until they are decided or the cap is reached,
+so that each extended row is exactly what one run with its final budget gives.
 
 Recording is on log-spaced checkpoints, in steps (``1, 2, 4, ...``, ``per_octave`` per doubling)
 and in flow time (``t_min * 2**(j/per_octave)``), so memory and output grow as O(B log T).
@@ -22,11 +28,12 @@ import numpy as np
 import pandas as pd
 
 from benchsuite.arrays import namespace, to_numpy
-from benchsuite.classify import OUTCOMES, classify
+from benchsuite.classify import classify
 from benchsuite.columns import point_column
-from benchsuite.integrator import MESSAGES, Flag, Integrator, State
+from benchsuite.integrator import Flag, Integrator, RowErrors, State
 from benchsuite.oracle import Oracle
 from benchsuite.problem import Problem
+from benchsuite.vocabulary import DETERMINISTIC_BUDGETS, OUTCOMES, STOP_MESSAGES, Outcome, Stop
 
 #: Flow time is a running sum of steps: 1000 steps of 0.01 add up to 9.99999999999998. A
 #: trajectory within this relative distance of t_max (or of a checkpoint) has reached it.
@@ -37,17 +44,15 @@ POINTS_MAX_DIM = 3
 #: Check the whole state for non-finite entries every this many steps (cheap, but not free).
 FINITE_CHECK_EVERY = 16
 
-STOP_MESSAGES = {
-    **{flag.name.lower(): msg for flag, msg in MESSAGES.items() if flag != Flag.RUNNING},
-    "t_max": "reached the flow-time budget",
-    "max_steps": "reached the step budget",
-    "max_evals": "reached the oracle-call budget",
-    "wall_time": "reached the wall-time budget of the cell",
-}
 #: Stop reasons as small integer codes on the hot path; integrator flags keep their values.
-STOP_NAMES = np.array(["", *STOP_MESSAGES], dtype=object)
-STOP_CODES = {name: code for code, name in enumerate(STOP_NAMES) if name}
-assert all(STOP_CODES[f.name.lower()] == f for f in Flag if f != Flag.RUNNING)
+STOP_NAMES = np.array(["", *(f.stop for f in Flag if f),
+                       *(s for s in Stop if s not in {f.stop for f in Flag if f})], dtype=object)
+STOP_CODES = {Stop(name): code for code, name in enumerate(STOP_NAMES) if name}
+assert all(STOP_CODES[f.stop] == f for f in Flag if f)
+BAD_START = ("f or its (sub)gradient is not finite at the initial point: the sampler drew a "
+             "point outside the problem's domain, or an oracle overflows there")
+#: The most doublings of the budget an extension may ask for (2^10 = 1024 times the budget).
+MAX_EXTEND = 10
 
 
 @dataclass(frozen=True)
@@ -63,21 +68,37 @@ class Budget:
     max_evals : int, optional
         Oracle calls per trajectory, all oracles together.
     wall_time : float
-        Seconds for the whole cell.
+        Seconds for the whole cell: a safety net against a hung or runaway cell, not a
+        budget. Rows it stops are ``undetermined``; size the deterministic budgets so that it
+        is never reached.
+    extend : int
+        Re-run the trajectories left ``undetermined`` by a deterministic budget with every
+        deterministic budget doubled, at most this many times (0: never).
     """
 
     t_max: float = 100.0
     max_steps: int = 100_000
     max_evals: int | None = None
-    wall_time: float = 300.0
+    wall_time: float = 600.0
+    extend: int = 0
 
     def __post_init__(self) -> None:
         for key in ("t_max", "max_steps", "wall_time"):
             value = getattr(self, key)
-            if not (value > 0 and math.isfinite(value)):
+            if isinstance(value, bool) or not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"budget {key} must be a finite number > 0, got {value!r}")
         if self.max_evals is not None and self.max_evals <= 0:
             raise ValueError(f"budget max_evals must be > 0, got {self.max_evals!r}")
+        if (not isinstance(self.extend, int) or isinstance(self.extend, bool)
+                or not 0 <= self.extend <= MAX_EXTEND):
+            raise ValueError(f"budget extend must be an integer from 0 to {MAX_EXTEND} "
+                             f"(doublings of the budget), got {self.extend!r}")
+
+    def scaled(self, factor: int) -> Budget:
+        """This budget with every deterministic limit multiplied by ``factor`` (an extension)."""
+        return Budget(t_max=self.t_max * factor, max_steps=self.max_steps * factor,
+                      max_evals=None if self.max_evals is None else self.max_evals * factor,
+                      wall_time=self.wall_time, extend=0)
 
 
 @dataclass(frozen=True)
@@ -196,7 +217,8 @@ class _Recorder:
         final["x"][ids] = xh
         for key in ("nfev", "ngev", "nprox"):
             final[key][ids] = row[key]
-        return ~(np.isfinite(f) & np.isfinite(norm)) & ~raised, raised
+        finite = np.isfinite(f) & np.isfinite(norm) & np.isfinite(row["grad_norm"])
+        return ~finite & ~raised, raised
 
     def retire(self, ids: np.ndarray, stop: np.ndarray | str, message: np.ndarray | str) -> None:
         self.final["stop"][ids] = stop
@@ -238,9 +260,9 @@ def failed_result(problem: Problem, x0: np.ndarray, message: str) -> CellResult:
     Calls no oracle (the cell may have failed on one that never returns).
     """
     recorder = _Recorder(problem, x0, namespace(x0))
-    recorder.retire(np.arange(x0.shape[0]), "error", message)
+    recorder.retire(np.arange(x0.shape[0]), Stop.ERROR, message)
     traj, checkpoints = recorder.tables(x0)
-    traj["outcome"] = pd.Categorical(["failed"] * len(traj), categories=OUTCOMES)
+    traj["outcome"] = pd.Categorical([Outcome.FAILED] * len(traj), categories=OUTCOMES)
     traj["reason"] = "cell failed"
     return CellResult(traj, checkpoints, info={"failure": message})
 
@@ -253,8 +275,9 @@ def run_cell(
     *,
     recording: Recording | None = None,
     xp: Any = None,
+    certificates: bool = True,
 ) -> CellResult:
-    """Run ``integrator`` on ``problem`` from every row of ``x0`` at once.
+    """Run ``integrator`` on ``problem`` from every row of ``x0`` at once, and classify.
 
     Parameters
     ----------
@@ -263,9 +286,14 @@ def run_cell(
     x0 : ndarray, shape (B, n)
         Initial points (float64).
     budget : Budget, optional
+        With ``budget.extend = k``, rows left undetermined by a deterministic budget are run
+        again from their initial points with the budget doubled, up to k times; the column
+        ``extensions`` says how many doublings each row got.
     recording : Recording, optional
     xp : namespace, optional
         Array namespace to run in (default numpy); ``x0`` is converted to it.
+    certificates : bool
+        Let the problem's certificate decide where it speaks (False: generic rules only).
 
     Returns
     -------
@@ -281,20 +309,59 @@ def run_cell(
     if reason is not None:
         return CellResult(pd.DataFrame(), pd.DataFrame(), skipped=reason)
     xp = namespace(x0) if xp is None else xp
+    start = time.perf_counter()
+    found: list[str] = []
+
+    def attempt(rows: np.ndarray, factor: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        return _run_rows(problem, integrator, x0[rows], budget.scaled(factor), recording, xp,
+                         start, certificates, found)
+
+    traj, checkpoints = attempt(np.arange(x0.shape[0]), 1)
+    traj["extensions"] = np.zeros(len(traj), dtype=np.int64)
+    for doubling in range(1, budget.extend + 1):
+        redo = np.flatnonzero((traj["outcome"].astype(str) == Outcome.UNDETERMINED).to_numpy()
+                              & traj["stop"].isin([str(s) for s in DETERMINISTIC_BUDGETS]))
+        if redo.size == 0 or time.perf_counter() - start > budget.wall_time:
+            break
+        more, more_cp = attempt(redo, 2**doubling)
+        more["traj"] = redo
+        more["extensions"] = doubling
+        if not more_cp.empty:
+            more_cp["traj"] = redo[more_cp["traj"].to_numpy()]
+        traj = _replace_rows(traj, more, ["traj"])
+        checkpoints = _replace_rows(checkpoints, more_cp, ["traj", "step"], redo)
+    info = {"warnings": found} if found else {}
+    return CellResult(traj, checkpoints, wall_time=time.perf_counter() - start, info=info)
+
+
+def _replace_rows(table: pd.DataFrame, new: pd.DataFrame, order: list[str],
+                  traj: np.ndarray | None = None) -> pd.DataFrame:
+    """``table`` with the trajectories of ``new`` (or ``traj``) replaced by ``new``'s rows."""
+    ids = new["traj"].to_numpy() if traj is None else traj
+    kept = table[~table["traj"].isin(ids)] if len(table) else table
+    merged = pd.concat([kept, new], ignore_index=True) if len(new) else kept
+    return merged.sort_values(order, kind="stable", ignore_index=True)
+
+
+def _run_rows(problem, integrator, x0, budget, recording, xp, start, certificates, found
+              ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One run of the batch ``x0`` under ``budget``, classified (the wall-time safety net
+    counts from ``start``, shared by the extensions of a cell)."""
     if xp is namespace(x0):
         # column-contiguous batches: the catalog's small-n oracles read columns X[:, i]
         x0 = np.asfortranarray(x0)
-    start = time.perf_counter()
     with np.errstate(all="ignore"):  # overflow is detected and reported per trajectory
         recorder = _Recorder(problem, x0, xp)
         _loop(problem, integrator, xp.asarray(x0), budget, recording, recorder, start)
         traj, checkpoints = recorder.tables(x0)
         try:
-            traj = classify(problem, integrator, traj, checkpoints)
+            traj = classify(problem, integrator, traj, checkpoints, certificates=certificates,
+                            problems_found=found)
         except Exception as exc:  # a classifier bug must not lose the cell's results
-            traj["outcome"] = pd.Categorical(["undetermined"] * len(traj), categories=OUTCOMES)
+            traj["outcome"] = pd.Categorical([Outcome.UNDETERMINED] * len(traj),
+                                             categories=OUTCOMES)
             traj["reason"] = f"classifier failed: {type(exc).__name__}: {exc}"
-    return CellResult(traj, checkpoints, wall_time=time.perf_counter() - start)
+    return traj, checkpoints
 
 
 def _isolating_eval(fn: Any, x: Any, tail: tuple[int, ...]) -> tuple[np.ndarray,
@@ -323,6 +390,10 @@ def _isolating_step(integrator: Integrator, oracle: Oracle, state: State, xp: An
     """
     try:
         return integrator.step(oracle, state), {}
+    except RowErrors as row_errors:  # the integrator isolated its faulty rows itself
+        flag = to_numpy(row_errors.state.flag).copy()
+        flag[list(row_errors.errors)] = int(Flag.ERROR)
+        return row_errors.state.replace(flag=xp.asarray(flag)), dict(row_errors.errors)
     except Exception as exc:
         batch = state.x.shape[0]
         if batch == 1:
@@ -339,6 +410,31 @@ def _isolating_step(integrator: Integrator, oracle: Oracle, state: State, xp: An
     return type(state).concat(xp, parts), errors
 
 
+def _isolating_init(integrator: Integrator, oracle: Oracle, X0: Any, t_max: float, xp: Any
+                    ) -> tuple[State | None, dict[int, str]]:
+    """``init`` (and ``with_horizon``) of the batch; rows whose init raises are found by
+    bisection. Returns the state of the other rows, in order (None if none is left), and
+    ``{row: message}`` for the rows that raised."""
+    try:
+        return integrator.with_horizon(integrator.init(oracle, X0), t_max), {}
+    except Exception as exc:
+        batch = X0.shape[0]
+        if batch == 1:
+            return None, {0: f"{type(exc).__name__} in init: {exc}"}
+    half = batch // 2
+    parts, errors = [], {}
+    for lo, hi in ((0, half), (half, batch)):
+        local = np.arange(lo, hi)
+        sub, sub_errors = _isolating_init(integrator, oracle.view(local),
+                                          xp.take(X0, xp.asarray(local), axis=0), t_max, xp)
+        if sub is not None:
+            parts.append(sub)
+        errors.update({lo + row: msg for row, msg in sub_errors.items()})
+    if not parts:
+        return None, errors
+    return (parts[0] if len(parts) == 1 else type(parts[0]).concat(xp, parts)), errors
+
+
 def _loop(problem, integrator, X0, budget, recording, recorder, start) -> None:
     xp = namespace(X0)
     batch = X0.shape[0]
@@ -348,14 +444,34 @@ def _loop(problem, integrator, X0, budget, recording, recorder, start) -> None:
     next_t = np.zeros(batch, dtype=np.int64)  # index into t_grid of each row's next checkpoint
 
     def fail_all(exc: Exception, state_rows: np.ndarray) -> None:
-        recorder.retire(state_rows, "error", f"{type(exc).__name__}: {exc}")
+        recorder.retire(state_rows, Stop.ERROR, f"{type(exc).__name__}: {exc}")
 
+    # A fault in init, or a start where f or the gradient is not finite, fails its own rows
+    # with the message; the other rows run.
+    state, init_errors = _isolating_init(integrator, oracle, X0, budget.t_max, xp)
+    if init_errors:
+        bad = np.array(sorted(init_errors))
+        recorder.retire(oracle.rows[bad], Stop.ERROR, [init_errors[r] for r in bad])
+        if state is None:
+            return
+        good = np.setdiff1d(np.arange(batch), bad)
+        oracle.keep(good)
+        next_t = next_t[good]
     try:
-        state = integrator.with_horizon(integrator.init(oracle, X0), budget.t_max)
-        recorder.record(0, state, np.arange(batch), oracle)
+        nonfinite, raised = recorder.record(0, state, np.arange(state.x.shape[0]), oracle)
     except Exception as exc:
         fail_all(exc, oracle.rows)
         return
+    unusable = nonfinite | raised
+    if unusable.any():
+        ids = oracle.rows[unusable]
+        recorder.retire(ids, Stop.ERROR, [recorder.errors.get(int(i), BAD_START) for i in ids])
+        keep = np.flatnonzero(~unusable)
+        if keep.size == 0:
+            return
+        state = state.take(xp, xp.asarray(keep))
+        oracle.keep(keep)
+        next_t = next_t[keep]
 
     step = 0
     # compare with the budget and the grid a hair early: flow time is a sum of rounded steps
@@ -377,18 +493,18 @@ def _loop(problem, integrator, X0, budget, recording, recorder, start) -> None:
         if step % FINITE_CHECK_EVERY == 0:
             bad = ~to_numpy(xp.all(xp.isfinite(state.x), axis=1))
             if bad.any():
-                code = _mark(code, bad, STOP_CODES["nonfinite"])
+                code = _mark(code, bad, STOP_CODES[Stop.NONFINITE])
         t_hi = t.max()
         if t_hi >= t_end:
-            code = _mark(code, t >= t_end, STOP_CODES["t_max"])
+            code = _mark(code, t >= t_end, STOP_CODES[Stop.T_MAX])
         if step >= budget.max_steps:
-            code = _mark(code, np.ones(size, dtype=bool), STOP_CODES["max_steps"])
+            code = _mark(code, np.ones(size, dtype=bool), STOP_CODES[Stop.MAX_STEPS])
         if budget.max_evals is not None:
             evals = sum(oracle.counts().values())
             if (evals >= budget.max_evals).any():
-                code = _mark(code, evals >= budget.max_evals, STOP_CODES["max_evals"])
+                code = _mark(code, evals >= budget.max_evals, STOP_CODES[Stop.MAX_EVALS])
         if time.perf_counter() - start > budget.wall_time:
-            code = _mark(code, np.ones(size, dtype=bool), STOP_CODES["wall_time"])
+            code = _mark(code, np.ones(size, dtype=bool), STOP_CODES[Stop.WALL_TIME])
         ended = None if code is None else code != 0
         due = None
         if step in step_grid:
@@ -405,11 +521,11 @@ def _loop(problem, integrator, X0, budget, recording, recorder, start) -> None:
                 fail_all(exc, oracle.rows)
                 return
             if raised.any():
-                code = _mark(code, np.isin(np.arange(size), local[raised]), STOP_CODES["error"])
+                code = _mark(code, np.isin(np.arange(size), local[raised]), STOP_CODES[Stop.ERROR])
                 ended = code != 0
             if nonfinite.any():
                 code = _mark(code, np.isin(np.arange(size), local[nonfinite]),
-                             STOP_CODES["nonfinite"])
+                             STOP_CODES[Stop.NONFINITE])
                 ended = code != 0
             next_t[local] = np.searchsorted(t_grid_early, t[local], side="right")
             next_due = t_grid_early[min(next_t.min(), last)]

@@ -12,15 +12,26 @@ hidden in the integrator. To write an integrator, a plugin must
    is the one-line description in listings;
 3. implement ``init(oracle, x0) -> State`` and ``step(oracle, state) -> State``. A step is a pure
    function of its inputs (it returns a new state and never mutates the old one), advances every
-   row of the batch by one attempt, adds the flow time of accepted steps to ``state.t``, and sets
-   ``state.flag`` for rows that cannot go on (see :class:`Flag`). The state may be a subclass of
-   :class:`State` with more per-row arrays (leading axis ``B``): the harness subsets them all when
-   trajectories retire;
-4. optionally override ``skip(problem)`` to say why it does not apply to a problem, and
+   row of the batch by one attempt, rows independently of each other, adds the flow time of
+   accepted steps to ``state.t``, and sets ``state.flag`` for rows that cannot go on (see
+   :class:`Flag`). The state may be a subclass of :class:`State` with more per-row arrays
+   (leading axis ``B``): the harness subsets them all when trajectories retire. When a step
+   raises, the harness re-steps halves of the batch from the *old* state to find the rows that
+   raise, which is why the step must not mutate it. An integrator that loops over rows with
+   stateful per-row objects (a wrapped external solver) cannot be pure cheaply: it catches each
+   row's exception itself and raises :class:`RowErrors` with the new state of the other rows;
+4. **declare a fixed step** if it takes one: ``explicit_step`` returns the constant step h and
+   ``stability_limit`` the largest h lambda for which the method is stable on x' = -lambda x
+   (2 for explicit Euler and Heun, 2(1 + beta) for heavy ball, about 2.785 for classical RK4).
+   The classifier's step-limit test uses both: without the declaration, a method stalled at its
+   stability limit cannot be told from a converged one, and its runs end ``undetermined``;
+5. optionally override ``skip(problem)`` to say why it does not apply to a problem, and
    ``with_horizon(state, t_end)`` to clip adaptive steps at the flow-time budget.
 
 Only the oracle (never the problem directly) may be called inside ``init`` and ``step``, so that
-calls are counted.
+calls are counted: ``oracle.f(X)`` (shape ``(B,)``), ``oracle.grad(X)`` (the gradient, or the
+problem's Clarke subgradient selection, ``(B, n)``) and ``oracle.prox(X, tau)`` (``(B, n)``),
+each with an optional ``rows=`` (indices into the current batch) when called on a subset of it.
 """
 
 from __future__ import annotations
@@ -35,10 +46,15 @@ import array_api_compat
 
 from benchsuite.oracle import Oracle
 from benchsuite.problem import Array, Problem
+from benchsuite.vocabulary import STOP_MESSAGES, Stop
 
 
 class Flag(enum.IntEnum):
-    """Why a trajectory stopped before its budget; 0 means it is still running."""
+    """Why a trajectory stopped before its budget; 0 means it is still running.
+
+    Small integers on the hot path; each non-zero flag is the :class:`~benchsuite.vocabulary.Stop`
+    of the same name (:attr:`stop`).
+    """
 
     RUNNING = 0
     NONFINITE = 1
@@ -46,17 +62,28 @@ class Flag(enum.IntEnum):
     STEP_COLLAPSE = 3
     ERROR = 4
 
+    @property
+    def stop(self) -> Stop:
+        """The stop reason this flag records (RUNNING has none)."""
+        return Stop(self.name.lower())
+
 
 #: What each flag means for the user (as scipy's ``MESSAGES``).
-MESSAGES = {
-    Flag.RUNNING: "ran to its budget",
-    Flag.NONFINITE: "the state or f became non-finite (overflow or blow-up); try a smaller step",
-    Flag.PROX_FAILED: "no proximal step satisfied the descent inequality even at the smallest "
-    "tau; the prox subproblem may be unbounded below",
-    Flag.STEP_COLLAPSE: "the adaptive step size fell below its minimum: the vector field is "
-    "discontinuous or the solution blows up",
-    Flag.ERROR: "the integrator or an oracle raised an exception",
-}
+MESSAGES = {flag: STOP_MESSAGES[flag.stop] if flag else "ran to its budget" for flag in Flag}
+
+
+class RowErrors(Exception):
+    """Raised by a step that caught the exceptions of some rows itself.
+
+    For integrators that step rows one at a time with stateful per-row objects (which the
+    harness could not re-step from the old state): ``state`` is the new state, in which every
+    other row took its step, and ``errors`` maps row index to message. The harness fails those
+    rows with their messages and keeps the others.
+    """
+
+    def __init__(self, state: State, errors: dict[int, str]) -> None:
+        super().__init__(f"{len(errors)} row(s) raised")
+        self.state, self.errors = state, errors
 
 
 @dataclass(frozen=True)
@@ -153,9 +180,17 @@ class Integrator(abc.ABC):
 
     @property
     def explicit_step(self) -> float | None:
-        """The fixed step h of an explicit method (whose stability limit is h lambda_max = 2),
-        or None. The classifier runs its step-limit test for integrators that have one."""
+        """The fixed step h of an explicit method, or None (adaptive, implicit, diminishing).
+
+        The classifier runs its step-limit test for integrators that declare one, against
+        :attr:`stability_limit`.
+        """
         return None
+
+    @property
+    def stability_limit(self) -> float:
+        """The largest h lambda for which one step is stable on x' = -lambda x (Euler: 2)."""
+        return 2.0
 
     @property
     def params(self) -> dict[str, Any]:

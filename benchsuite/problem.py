@@ -15,10 +15,21 @@ To provide a problem, a plugin must give
    :class:`Theory` verdict with its source.
 
 Optional: ``prox(X, tau) -> (B, n)`` (a global minimizer of ``f(y) + |y - x|^2 / (2 tau)``,
-row by row), ``invariant(X) -> (B, k)`` (a quantity the exact flow conserves), the list of known
-``critical_values``, ``certificate(X, f) -> (B,)`` (numpy, host side: an outcome label proved
-by theory for a trajectory that reached X, or "" where nothing is proved; see
-:mod:`benchsuite.classify`), and ``params`` for members of a family.
+row by row), ``invariant(X) -> (B, k)`` (a quantity the exact flow conserves), the known
+``critical_values`` and ``critical_values_complete`` (True only when they are *all* the critical
+values: then a bounded trajectory whose limit value is none of them is impossible, and the
+classifier refuses such a converged label), a ``certificate`` and ``params`` for members of a
+family.
+
+The certificate contract: ``certificate(X, f) -> (B,)`` receives host numpy arrays, the
+*final* points ``X`` (B, n) of the trajectories still unlabelled after the fault, blow-up and
+step-limit rules (never failed, diverged, step-limited or safety-net rows) and their values
+``f`` (B,), and returns for each row an :class:`~benchsuite.vocabulary.Outcome` value (a plain
+string such as ``"escape_spurious"`` is fine) that theory *proves* for a flow trajectory through
+that point, or ``""`` where nothing is proved. Any other string is a plugin error: the row keeps
+its generic label and the error is reported with the problem's name. Certificates are
+exact statements about the flow, not heuristics: a campaign run with ``--no-certificates``
+classifies with the generic rules alone, and the report compares the two.
 
 Oracles receive arrays of any array-API namespace and must return arrays of the same namespace
 (use :func:`array_api_compat.array_namespace`); a numpy-only problem sets ``array_api=False``.
@@ -99,6 +110,7 @@ class Problem:
     invariant: BatchFunction | None = None
     certificate: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
     critical_values: tuple[float, ...] = ()
+    critical_values_complete: bool = False
     params: Mapping[str, Any] = field(default_factory=dict)
     role: str = "benchmark"  # or "negative control", "exploratory probe"
     array_api: bool = True
@@ -117,6 +129,9 @@ class Problem:
             raise ValueError(f"nonsmooth problem {self.name!r} must provide subgrad")
         if math.isnan(self.f_star):
             raise ValueError(f"problem {self.name!r}: f_star must be a number or -inf")
+        if self.critical_values_complete and not self.critical_values:
+            raise ValueError(f"problem {self.name!r}: critical_values_complete needs the list "
+                             "of critical_values")
 
     @property
     def first_order(self) -> BatchFunction:
@@ -150,6 +165,7 @@ class Problem:
             "coercive": self.coercive,
             "oracles": sorted(self.oracles),
             "critical_values": list(self.critical_values),
+            "critical_values_complete": self.critical_values_complete,
             "invariant": self.invariant is not None,
             "certificate": self.certificate is not None,
             "bounded_trajectories": str(self.theory.bounded_trajectories),

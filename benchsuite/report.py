@@ -31,10 +31,10 @@ import pandas as pd
 import seaborn as sns
 from scipy.stats import binomtest
 
-from benchsuite.classify import OUTCOMES
 from benchsuite.columns import points
 from benchsuite.plugins import load_registry
 from benchsuite.results import RunStore, load_results
+from benchsuite.vocabulary import OUTCOMES
 
 GLOBAL = ("converged_global", "escape_global")
 TARGET = 1e-3

@@ -71,6 +71,21 @@ BOGACKI_SHAMPINE_32 = Tableau(
 )
 
 
+def real_stability_limit(tab: Tableau) -> float:
+    """The largest x with |R(-y)| <= 1 for all y in [0, x], where R is the stability polynomial
+    of the propagating weights b: R(z) = 1 + sum_k z^k b^T A^(k-1) 1 (A is strictly lower
+    triangular, so the sum stops at the number of stages)."""
+    stages = len(tab.b)
+    coeffs, v = [1.0], np.ones(stages)
+    for _ in range(stages):
+        coeffs.append(float(tab.b @ v))
+        v = tab.A @ v
+    y = np.linspace(0.0, 2.0 * stages, 200_001)
+    growth = np.abs(np.polynomial.polynomial.polyval(-y, coeffs))
+    unstable = np.flatnonzero(growth > 1.0 + 1e-12)
+    return float(y[unstable[0] - 1]) if unstable.size else float(y[-1])
+
+
 @dataclass(frozen=True)
 class RKState(State):
     """Adds each row's next step size, the field at x (first-same-as-last reuse), and the
@@ -110,6 +125,14 @@ class EmbeddedRK(Integrator):
             raise ValueError(f"{self.name}: max_step must be > 0, got {self.max_step!r}")
         if self.fixed_step is not None:
             require_positive(self.name, fixed_step=self.fixed_step)
+
+    @property
+    def explicit_step(self) -> float | None:
+        return self.fixed_step
+
+    @property
+    def stability_limit(self) -> float:
+        return real_stability_limit(self.tableau)
 
     def init(self, oracle: Oracle, x0: Array) -> RKState:
         xp = namespace(x0)

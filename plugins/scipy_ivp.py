@@ -13,7 +13,7 @@ import numpy as np
 from scipy import integrate
 
 from benchsuite import hookimpl
-from benchsuite.integrator import Flag, Integrator, State, require_positive
+from benchsuite.integrator import Flag, Integrator, RowErrors, State, require_positive
 from benchsuite.oracle import Oracle
 
 METHODS = {"RK45": integrate.RK45, "RK23": integrate.RK23, "DOP853": integrate.DOP853,
@@ -84,18 +84,30 @@ class ScipyIVP(Integrator):
         return state
 
     def step(self, oracle: Oracle, state: ScipyState) -> ScipyState:
+        # scipy's solvers are stateful: a row, once stepped, cannot be stepped again from the
+        # old state. So a row's exception is caught here, and the others keep their step
+        # (RowErrors), instead of letting the harness re-step the batch by bisection.
         x = np.array(state.x, copy=True)
         t = np.array(state.t, copy=True)
         flag = np.array(state.flag, copy=True)
+        errors: dict[int, str] = {}
         for i, row_solver in enumerate(state.solvers):
             if flag[i] != 0 or row_solver.solver.status != "running":
                 continue
             row_solver.row = i  # rows shift as other trajectories retire
-            row_solver.solver.step()
+            try:
+                row_solver.solver.step()
+            except Exception as exc:
+                errors[i] = f"{type(exc).__name__}: {exc}"
+                flag[i] = Flag.ERROR
+                continue
             if row_solver.solver.status == "failed":
                 flag[i] = Flag.STEP_COLLAPSE
             x[i], t[i] = row_solver.solver.y, row_solver.solver.t
-        return state.replace(x=x, t=t, flag=flag)
+        new = state.replace(x=x, t=t, flag=flag)
+        if errors:
+            raise RowErrors(new, errors)
+        return new
 
 
 @hookimpl

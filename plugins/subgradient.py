@@ -52,6 +52,11 @@ class SubgradientMethod(Integrator):
             raise ValueError(f"subgradient: schedule must be one of {SCHEDULES}, "
                              f"got {self.schedule!r}")
 
+    @property
+    def explicit_step(self) -> float | None:
+        # a constant schedule is explicit Euler with h = c, and stalls like it
+        return self.c if self.schedule == "constant" else None
+
     def skip(self, problem: Problem) -> str | None:
         if self.schedule == "polyak" and not math.isfinite(problem.f_star):
             return f"Polyak steps need a finite f_star, and {problem.name} is unbounded below"

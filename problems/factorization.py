@@ -63,6 +63,7 @@ def mc2x2_example1() -> Problem:
         smooth=True,
         coercive=False,
         critical_values=(0.0, 2.0, 3.0),
+        critical_values_complete=True,
         description=(
             "2x2 rank-1 matrix completion (Example 1): no spurious local minimum, every saddle "
             "strict, yet ~8.5% of Uniform[-1,1]^4 trajectories escape to a spurious minimum at "
@@ -122,6 +123,7 @@ def xy_minus_one() -> Problem:
         smooth=True,
         coercive=False,
         critical_values=(0.0, 1.0),
+        critical_values_complete=True,
         description=(
             "(xy-1)^2: not coercive but trajectories are bounded (x^2 - y^2 is conserved); "
             "strict saddle at 0 with stable manifold x = -y"
@@ -274,6 +276,7 @@ def pca_factorization(m: int = 4, n: int = 4, r: int = 2,
         smooth=True,
         coercive=False,
         critical_values=tuple(crit),
+        critical_values_complete=True,
         params={"m": m, "n": n, "r": r, "singular_values": tuple(singular_values),
                 "seed": seed},
         description=(

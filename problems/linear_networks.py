@@ -100,7 +100,8 @@ def _squared_loss_parts(X: np.ndarray, Y: np.ndarray):
 # -- P08 / P16 --------------------------------------------------------------------------------
 
 
-def _linear_net(name, dims, X, Y, *, description, theory, params, critical=(), init_scale=1.0):
+def _linear_net(name, dims, X, Y, *, description, theory, params, critical=(), init_scale=1.0,
+                critical_complete=False):
     shapes = chain_shapes(dims)
     value, gradient = _squared_loss_parts(X, Y)
 
@@ -122,7 +123,8 @@ def _linear_net(name, dims, X, Y, *, description, theory, params, critical=(), i
     return Problem(name=name, n=n, f=f, grad=grad, invariant=invariant,
                    sample=gaussian(init_scale, n), f_star=f_star, attained=True, smooth=True,
                    coercive=False, critical_values=tuple(critical), params=params,
-                   description=description, theory=theory)
+                   critical_values_complete=critical_complete, description=description,
+                   theory=theory)
 
 
 def deep_linear_net(dims: Sequence[int] = (4, 3, 2, 3, 2), samples: int = 6, seed: int = 1,
@@ -180,7 +182,7 @@ def shallow_linear_net(d1: int = 2) -> Problem:
     dims = [X.shape[0], d1, Y.shape[0]]
     _, critical = reduced_rank_values(X, Y, d1)
     return _linear_net(
-        "shallow_linear_net", dims, X, Y, critical=critical,
+        "shallow_linear_net", dims, X, Y, critical=critical, critical_complete=True,
         params={"dims": tuple(dims), "samples": X.shape[1], "seed": 4},
         description=(
             "Two-layer linear network (Zhu et al.): every critical value is known in closed "
@@ -355,7 +357,7 @@ def deep_linear_logistic(dims: Sequence[int] = (2, 3, 3, 1), seed: int = 0) -> P
     return Problem(
         name=f"deep_linear_logistic[dims={label}]", n=n, f=f, grad=grad, invariant=invariant,
         sample=gaussian(1.0, n), f_star=0.0, attained=False, smooth=True, coercive=False,
-        critical_values=(N * math.log(2.0),),
+        critical_values=(N * math.log(2.0),), critical_values_complete=True,
         params={"dims": tuple(dims), "samples": N, "seed": seed},
         description=(
             "Deep linear net with logistic loss on separable data: no local minima at all, "

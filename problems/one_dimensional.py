@@ -75,6 +75,7 @@ def remark3_rational_1d() -> Problem:
         smooth=True,
         coercive=False,
         critical_values=(0.0, (1.0 + math.sqrt(2.0)) / 2.0),
+        critical_values_complete=True,
         description=(
             "x^2(1+x^2)/(1+x^4) (Remark 3): no spurious local minimum, but trajectories from "
             "|x0| > 1.5538 escape like (8t)^(1/4) with f -> 1 > 0"

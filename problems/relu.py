@@ -79,6 +79,7 @@ def relu_flat_fig2() -> Problem:
         smooth=False,
         coercive=False,
         critical_values=(0.0, 1.0),
+        critical_values_complete=True,
         description=(
             "One ReLU unit (Figure 2): f = 1 on the flat region x1 <= 0, a spurious local "
             "minimum; from Uniform[-1,1]^2 the flow ends there with probability 5/8"

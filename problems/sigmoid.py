@@ -76,6 +76,7 @@ def sigmoid2pt_fig3() -> Problem:
         smooth=True,
         coercive=False,
         critical_values=(5.0,),
+        critical_values_complete=True,
         description=(
             "One sigmoid unit, data (1,1), (-1,-3) (Figure 3): every trajectory from f < 5 "
             "escapes; to the spurious value 9/2 if w1 > ln 3, to the infimum 1/2 if w1 < ln 3"
@@ -109,6 +110,7 @@ def sigmoid2pt_example2() -> Problem:
         smooth=True,
         coercive=False,
         critical_values=(1.0,),
+        critical_values_complete=True,
         description=(
             "One sigmoid unit, data (1,1), (-1,-1) (Example 2): trajectories from f < 1 are "
             "unbounded but reach the global infimum 1/2: escaping, not stuck"
@@ -209,6 +211,7 @@ def deep_sigmoid_1d(layers: int = 4, x: float = 1.5, y: float = 2.0) -> Problem:
         smooth=True,
         coercive=False,
         critical_values=(0.0,),
+        critical_values_complete=True,
         params={"layers": layers, "x": x, "y": y},
         description=(
             f"Deep sigmoid chain, {layers} layers, one data point (x, y) = ({x}, {y}): every "

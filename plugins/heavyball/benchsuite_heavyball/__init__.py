@@ -47,6 +47,16 @@ class HeavyBall(Integrator):
         if not 0.0 <= self.beta < 1.0:
             raise ValueError(f"heavyball: beta must be in [0, 1), got {self.beta!r}")
 
+    # The fixed-step declaration: without it, a run stalled at the stability limit could not be
+    # told from a converged one (the classifier's step-limit test needs h and the limit).
+    @property
+    def explicit_step(self):
+        return self.h
+
+    @property
+    def stability_limit(self):
+        return 2.0 * (1.0 + self.beta)  # x+ = x - h lambda x + beta (x - x_prev) on x' = -lambda x
+
     def init(self, oracle, x0):
         return HeavyBallState.start(x0, x_prev=np.array(x0, copy=True))
 
