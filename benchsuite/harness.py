@@ -195,8 +195,10 @@ class _Recorder:
             "grad_norm": np.linalg.norm(g, axis=1),
         }
         if step == 0 and problem.invariant is not None:
-            try:
-                self.inv0 = to_numpy(problem.invariant(x))
+            try:  # stored by trajectory id: rows may have left the batch before step 0
+                first = np.asarray(to_numpy(problem.invariant(x)), dtype=np.float64)
+                self.inv0 = np.full((self.final["f"].shape[0], *first.shape[1:]), np.nan)
+                self.inv0[ids] = first
             except Exception:  # a broken invariant costs the drift column, not the cell
                 self.inv0 = None
         if self.inv0 is not None:

@@ -31,6 +31,7 @@ import pandas as pd
 import seaborn as sns
 from scipy.stats import binomtest
 
+from benchsuite.agreement import agreement
 from benchsuite.columns import points
 from benchsuite.plugins import load_registry
 from benchsuite.results import RunStore, load_results
@@ -336,6 +337,7 @@ def write_report(run: str | Path, out: str | Path | None = None,
     table_html(pd.DataFrame({"integrator": list(names.values()),
                              "full label (hyperparameters)": list(names.keys())}),
                "Integrators")
+    verdicts_html(traj, sections, table_html)
 
     if registry is None:
         registry = load_registry(strict=False)
@@ -358,6 +360,38 @@ def write_report(run: str | Path, out: str | Path | None = None,
     return page
 
 
+def verdicts_html(traj: pd.DataFrame, sections: list[str], table_html: Any) -> None:
+    """The section on how far the labels can be trusted: rows cut by the wall-time safety net,
+    the undetermined share and why, and the generic rules against the certificates."""
+    sections.append("<h2>How far the labels can be trusted</h2>")
+    notes = []
+    if "stop" in traj:
+        cut = int((traj["stop"].astype(str) == "wall_time").sum())
+        if cut:
+            notes.append(f"<p class=warn>{cut} trajectories were stopped by the wall-time "
+                         "safety net: they are undetermined and carry no finding (the cut "
+                         "depends on the machine). Rerun with a larger --wall-time.</p>")
+    undecided = traj["outcome"].astype(str) == "undetermined"
+    notes.append(f"<p>{int(undecided.sum())} of {len(traj)} trajectories "
+                 f"({undecided.mean():.1%}) are undetermined: no rule found conclusive "
+                 "evidence within the budget (<code>--extend N</code> re-runs them with the "
+                 "budget doubled).</p>")
+    sections.extend(notes)
+    if undecided.any() and "reason" in traj:
+        why = traj[undecided]["reason"].astype(str).str.removeprefix("undetermined: ")
+        table_html(why.value_counts().rename_axis("missing evidence").to_frame("trajectories"),
+                   "Why trajectories are undetermined")
+    board = agreement(traj, by=("problem", "integrator"))
+    if len(board):
+        total = int(board["disagree"].sum())
+        sections.append(
+            f"<p>Where a problem's exact certificate speaks, it is the truth; the generic rules "
+            f"alone (<code>generic_outcome</code>) {'never contradict it' if total == 0 else ''}"
+            f"{'' if total == 0 else f'contradict it on {total} trajectories: a bug to report'}."
+            "</p>")
+        table_html(board, "Generic rules against the certificates")
+
+
 def _manifest_problems(run: Path) -> dict[str, Any]:
     try:
         return RunStore(run).manifest().get("problems", {})
@@ -373,6 +407,7 @@ table.board {{ border-collapse: collapse; font-size: 12px; margin-bottom: 1.5em;
 table.board th, table.board td {{ padding: 2px 8px; border-bottom: 1px solid #ddd; }}
 figure {{ margin: 1em 0; }} img {{ max-width: 100%; }}
 figcaption {{ font-size: 12px; color: #444; }}
+p.warn {{ background: #fff3cd; border-left: 4px solid #e0a800; padding: 0.5em; }}
 </style></head>
 <body data-images-loaded="0"><h1>{title}</h1>
 <p>Global rate: share of trajectories that reached the global infimum (converged_global or

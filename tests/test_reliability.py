@@ -267,15 +267,30 @@ def test_classifier_labels_every_trajectory_and_respects_how_it_stopped(data):
                          "f_gap": data.draw(floats), "norm": abs(data.draw(floats)),
                          "grad_norm": abs(data.draw(floats)), "nfev": j, "ngev": j,
                          "nprox": 0})
+    said = data.draw(st.sampled_from(["", "escape_spurious", "escape_spurios", "raise"]))
+
+    def certificate(X, f):
+        if said == "raise":
+            raise RuntimeError("certificate fault")
+        return np.full(len(f), said)
+
     problem = Problem(name="fuzz", n=2, f=lambda X: np.sum(X * X, axis=1),
                       grad=lambda X: 2 * X, sample=uniform_box(-1, 1, 2), f_star=0.0,
                       attained=data.draw(st.booleans()), smooth=True, coercive=True,
-                      theory=_theory(), description="fuzz", critical_values=(1.0,))
-    out = classify(problem, DormandPrince(), traj, pd.DataFrame(rows))
+                      theory=_theory(), description="fuzz", critical_values=(0.0, 1.0),
+                      critical_values_complete=data.draw(st.booleans()),
+                      certificate=data.draw(st.sampled_from([None, certificate])))
+    integrator = data.draw(st.sampled_from([DormandPrince(), ExplicitEuler(h=0.1)]))
+    found: list[str] = []
+    out = classify(problem, integrator, traj, pd.DataFrame(rows), problems_found=found,
+                   certificates=data.draw(st.booleans()))
     labels = out["outcome"].astype(str)
     assert labels.isin(OUTCOMES).all() and len(out) == batch
+    assert out["generic_outcome"].astype(str).isin(OUTCOMES).all()
     for stop, label in zip(stops, labels, strict=True):
         if stop in ("error", "prox_failed"):
             assert label == "failed"
         if stop == "nonfinite":
             assert label == "diverged"
+        if stop == "wall_time":  # the safety net is never evidence
+            assert label == "undetermined"

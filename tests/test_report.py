@@ -108,6 +108,12 @@ def test_report_page_figures_and_files(run):
         assert png.with_suffix(".svg").exists()
     # 2-D problems get their landscape, one per integrator
     assert sum("landscape" in s for s in parser.sources) == 3
+    # the trust section: undetermined share and why, and generic rules against certificates
+    assert "How far the labels can be trusted" in text
+    undetermined = (load_results(run)["trajectories"]["outcome"] == "undetermined").sum()
+    assert f"{undetermined} of " in text
+    assert ("Why trajectories are undetermined" in text) == (undetermined > 0)
+    assert "Generic rules against the certificates" in text and "never contradict it" in text
 
 
 def test_report_opens_in_a_headless_browser(run):
