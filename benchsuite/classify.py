@@ -13,7 +13,8 @@ rule               label                 evidence
 ``safety_net``     undetermined          stopped by the wall-time safety net: a property of the
                                          machine, never evidence about the trajectory
 ``nonfinite``      diverged              stopped because x or f became non-finite
-``blowup``         diverged              |x| > ``BLOWUP_NORM`` or f < -``BLOWUP_VALUE``
+``blowup``         diverged              |x| > ``BLOWUP_NORM`` or f < -``BLOWUP_VALUE``, or a
+                                         non-finite final value after a budget stop
 ``step_limit``     step_limited          a declared fixed step h, f not within ``GAP_TOL`` of
                                          f_star, and h lambda_max (power iteration at the last
                                          point) at or beyond the method's stability limit (to
@@ -52,8 +53,9 @@ rule               label                 evidence
 **Evidence.** Each trajectory is sampled (log-linear interpolation of its checkpoints) at the
 octave times t_k = t_end 2^-k, k = 0..``OCTAVES``, so a rule sees the same quantities whatever the
 integrator and the recording density. The *growth law* of |x| = R is stable when R increases
-over every octave, its increments do not shrink (R_0 - R_1 >= ``SUSTAINED`` (R_3 - R_4), where a
-converging path has geometrically shrinking increments), and the growth exponent per octave
+over every octave (by more than ``SETTLED_TOL`` (1 + R): less is noise), its increments do not
+shrink (R_0 - R_1 >= ``SUSTAINED`` (R_3 - R_4), where a converging path has geometrically
+shrinking increments), and the growth exponent per octave
 p_k = log2(R_k / R_k+1) does not accelerate (p_0 <= ``ACCELERATION`` p_3: power laws keep p
 constant, logarithmic growth lets it fall, while a trajectory gathering speed is in a transient,
 such as a slow pass by a saddle). The *limit of f* is Aitken's delta-squared extrapolation of
@@ -78,7 +80,7 @@ import numpy as np
 import pandas as pd
 
 from benchsuite.columns import points
-from benchsuite.vocabulary import FAULTS, OUTCOMES, Outcome, Stop
+from benchsuite.vocabulary import DETERMINISTIC_BUDGETS, FAULTS, OUTCOMES, Outcome, Stop
 
 #: Targets f - f_star <= eps at which flow time and oracle calls are reported.
 TARGETS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-6, 1e-8)
@@ -149,6 +151,17 @@ def classify(problem: Any, integrator: Any, trajectories: pd.DataFrame,
     batch = len(out)
     if batch == 0:
         return out
+    try:
+        return _classified(problem, integrator, out, checkpoints, certificates, problems_found)
+    except Exception as exc:  # an unreadable table: say so on every row, never raise
+        out["outcome"] = pd.Categorical([Outcome.UNDETERMINED] * batch, categories=OUTCOMES)
+        out["reason"] = f"undetermined: the table could not be read: {type(exc).__name__}: {exc}"
+        return out
+
+
+def _classified(problem: Any, integrator: Any, out: pd.DataFrame, checkpoints: pd.DataFrame,
+                certificates: bool, problems_found: list[str] | None) -> pd.DataFrame:
+    batch = len(out)
     ev = evidence(problem, integrator, out, checkpoints)
     generic, reason = _apply(GENERIC_RULES, ev, batch)
     cert = _certificate_labels(problem, ev, problems_found)
@@ -205,12 +218,23 @@ def evidence(problem: Any, integrator: Any, trajectories: pd.DataFrame,
     """Everything the rules read, as arrays over the trajectories of a cell."""
     batch = len(trajectories)
     f_star = float(problem.f_star)
+    def column(name: str, default: Any) -> np.ndarray:
+        if name not in trajectories:  # a hand-made table: the rules see no evidence there
+            return np.full(batch, default)
+        return trajectories[name].to_numpy(dtype=type(default))
+
+    try:
+        x = points(trajectories, "x")
+        if x.shape != (batch, problem.n):
+            raise ValueError(f"x has shape {x.shape}")
+    except (KeyError, ValueError):
+        x = np.full((batch, problem.n), np.nan)
     ev: dict[str, Any] = {
         "problem": problem,
-        "stop": trajectories["stop"].astype(str).to_numpy(),
-        "f": trajectories["f"].to_numpy(dtype=float),
-        "norm": trajectories["norm"].to_numpy(dtype=float),
-        "x": points(trajectories, "x"),
+        "stop": column("stop", "").astype(str),
+        "f": column("f", np.nan),
+        "norm": column("norm", np.nan),
+        "x": x,
         "f_star": f_star,
         "gap_tol": GAP_TOL * (1.0 + (abs(f_star) if math.isfinite(f_star) else 0.0)),
     }
@@ -289,7 +313,9 @@ def _growth_law(R: np.ndarray) -> dict[str, np.ndarray]:
     dR = R[:, :-1] - R[:, 1:]  # growth over each octave, most recent first
     p = np.log2(R[:, :-1] / R[:, 1:])
     covered = np.all(np.isfinite(R), axis=1)
-    rising = covered & np.all(dR > 1e-12 * (1.0 + np.abs(R[:, :-1])), axis=1)
+    # growth below the settle tolerance is noise (an integrator drifting along a manifold of
+    # minimizers), not growth
+    rising = covered & np.all(dR > SETTLED_TOL * (1.0 + np.abs(R[:, :-1])), axis=1)
     sustained = dR[:, 0] >= SUSTAINED * dR[:, -1]
     steady = p[:, 0] <= ACCELERATION * p[:, -1]
     growth = np.where(covered, np.log2(R[:, 0] / R[:, -1]) / k, np.nan)
@@ -472,8 +498,9 @@ GENERIC_RULES: tuple[Rule, ...] = (
     Rule("fault", lambda ev: (np.isin(ev["stop"], [str(s) for s in FAULTS]), Outcome.FAILED)),
     Rule("safety_net", lambda ev: (ev["stop"] == Stop.WALL_TIME, Outcome.UNDETERMINED)),
     Rule("nonfinite", lambda ev: (ev["stop"] == Stop.NONFINITE, Outcome.DIVERGED)),
-    Rule("blowup", lambda ev: (~np.isfinite(ev["f"]) | ~np.isfinite(ev["norm"])
-                               | (ev["norm"] > BLOWUP_NORM) | (ev["f"] < -BLOWUP_VALUE),
+    Rule("blowup", lambda ev: ((ev["norm"] > BLOWUP_NORM) | (ev["f"] < -BLOWUP_VALUE)
+                               | (np.isin(ev["stop"], [str(s) for s in DETERMINISTIC_BUDGETS])
+                                  & ~(np.isfinite(ev["f"]) & np.isfinite(ev["norm"]))),
                                Outcome.DIVERGED)),
     Rule("step_limit", _rule_step_limit),
     Rule("at_infimum", lambda ev: (_near_infimum(ev) & bool(ev["problem"].attained)

@@ -356,13 +356,8 @@ def _run_rows(problem, integrator, x0, budget, recording, xp, start, certificate
         recorder = _Recorder(problem, x0, xp)
         _loop(problem, integrator, xp.asarray(x0), budget, recording, recorder, start)
         traj, checkpoints = recorder.tables(x0)
-        try:
-            traj = classify(problem, integrator, traj, checkpoints, certificates=certificates,
-                            problems_found=found)
-        except Exception as exc:  # a classifier bug must not lose the cell's results
-            traj["outcome"] = pd.Categorical([Outcome.UNDETERMINED] * len(traj),
-                                             categories=OUTCOMES)
-            traj["reason"] = f"classifier failed: {type(exc).__name__}: {exc}"
+        traj = classify(problem, integrator, traj, checkpoints, certificates=certificates,
+                        problems_found=found)  # never raises: a bug there loses no results
     return traj, checkpoints
 
 

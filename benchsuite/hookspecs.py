@@ -37,7 +37,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def benchsuite_problems() -> list[Problem]:
-    """Return the problems this plugin contributes.
+    """Return the problems this plugin contributes (see :mod:`benchsuite.problem` for the
+    oracles, the metadata and the certificate contract).
 
     Returns
     -------
@@ -49,7 +50,9 @@ def benchsuite_problems() -> list[Problem]:
 
 @hookspec
 def benchsuite_integrators() -> list[Integrator]:
-    """Return the integrators this plugin contributes, with default hyperparameters.
+    """Return the integrators this plugin contributes, with default hyperparameters (see
+    :mod:`benchsuite.integrator`: a pure step, and the fixed-step declaration ``explicit_step``
+    and ``stability_limit`` that the classifier's step-limit test needs).
 
     Returns
     -------
@@ -62,10 +65,17 @@ def benchsuite_integrators() -> list[Integrator]:
 def benchsuite_observers() -> list[RunObserver]:
     """Return observers that are told about a campaign while it runs.
 
-    Observers receive ``campaign_started``, ``cell_finished`` and ``campaign_finished`` calls
-    (see :class:`benchsuite.observer.RunObserver`): use them to stream results to a tracker,
-    send a notification or log extra diagnostics. An observer that raises is reported and
-    dropped, never allowed to stop the campaign.
+    An observer implements any of (see :class:`benchsuite.observer.RunObserver`):
+
+    * ``campaign_started(campaign, cells)``: once, with the :class:`~benchsuite.campaign.
+      Campaign` and the list of :class:`~benchsuite.campaign.Cell` still to run;
+    * ``cell_finished(cell, result)``: after each cell is written to disk, with its
+      :class:`~benchsuite.harness.CellResult` (``trajectories``, ``checkpoints``, ``wall_time``,
+      ``skipped``, ``info``);
+    * ``campaign_finished(run_dir)``: once, with the run directory.
+
+    Use them to stream results to a tracker, send a notification or log extra diagnostics. An
+    observer that raises is reported and dropped, never allowed to stop the campaign.
 
     Returns
     -------

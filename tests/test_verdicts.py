@@ -11,11 +11,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchsuite import Budget, Integrator, State, load_registry, run_cell
+from benchsuite import Budget, Integrator, State, hookimpl, load_registry, run_cell
 from benchsuite.agreement import agreement, confident_disagreements
-from benchsuite.campaign import DEFAULT_CAMPAIGN_BUDGET, initial_points
+from benchsuite.campaign import (
+    DEFAULT_CAMPAIGN_BUDGET,
+    Campaign,
+    PluginWarning,
+    initial_points,
+    run_campaign,
+)
 from benchsuite.classify import classify
+from benchsuite.execution import SerialExecutor
 from benchsuite.vocabulary import CONFIDENT, OUTCOMES
+from benchsuite_plugins import runge_kutta
 from benchsuite_plugins.euler import ExplicitEuler
 from benchsuite_plugins.runge_kutta import DormandPrince
 from benchsuite_plugins.scipy_ivp import ScipyIVP
@@ -204,3 +212,18 @@ def test_generic_labels_never_contradict_the_truth_at_the_default_budget(integra
 def test_confident_labels_are_the_landscape_labels():
     assert {str(c) for c in CONFIDENT} == {"converged_global", "converged_spurious",
                                            "escape_global", "escape_spurious"}
+
+
+def test_unknown_certificate_label_is_a_plugin_error_naming_the_plugin(tmp_path):
+    class Plugin:
+        @hookimpl
+        def benchsuite_problems(self):
+            return [dataclasses.replace(EXAMPLE1, name="junk_certificate",
+                                        certificate=lambda X, f: np.full(len(f), "escape_spurios"))]
+
+    reg = load_registry(extra_plugins={"junk-plugin": Plugin(), "rk": runge_kutta},
+                        entry_points=False)
+    campaign = Campaign(problems=("junk_certificate",), integrators=("rk45",), n_points=4,
+                        budget=Budget(t_max=5.0))
+    with pytest.warns(PluginWarning, match="plugin junk-plugin .*'escape_spurios'.*no outcome"):
+        run_campaign(campaign, reg, tmp_path / "run", executor=SerialExecutor())
