@@ -25,16 +25,18 @@ rule               label                 evidence
 ``certificate``    the certificate's     the problem's exact certificate at the last point (skipped
                                          with ``certificates=False``; the ``generic_outcome``
                                          column always holds the label without it)
-``at_infimum``     converged_global      f - f_star <= ``GAP_TOL`` (1 + |f_star|), the infimum is
-                                         attained, and no escape evidence (below)
-``unattained``     escape_global         f - f_star <= ``GAP_TOL`` (1 + |f_star|) and the infimum
-                                         is not attained: a bounded trajectory attains the value of
-                                         its limit points, so this one is unbounded
+``at_infimum``     converged_global      f - f_star <= tol, the infimum is attained, and |x| is not
+                                         growing (or its movement shrinks geometrically)
+``unattained``     escape_global         f - f_star <= tol, the infimum is not attained, and |x|
+                                         still moves: a bounded trajectory attains the value of its
+                                         limit points, so this one is unbounded
 ``stationary``     converged_spurious    above the infimum and stationary: |x| settled over the
-                                         last octave (relative change <= ``SETTLED_TOL``), f
-                                         settled, and on smooth problems a vanishing gradient
-                                         (|g| <= ``GRAD_TOL`` (1 + |x|)) or f at a listed critical
-                                         value (a degenerate minimum, approached slowly). Where
+                                         last octave (relative change <= ``SETTLED_TOL``, and no
+                                         more than over the octave before), f
+                                         settled, and on smooth problems a vanished gradient
+                                         (|g| <= ``GRAD_TOL`` |g(x0)|) or f at a listed critical
+                                         value with |g| decaying geometrically (a degenerate
+                                         minimum, approached slowly). Where
                                          the problem lists all its critical values, f must be
                                          one of them
 ``critical_`` ...   converged_spurious    ``critical_approach``: |x| moves less and less, by a
@@ -50,6 +52,9 @@ rule               label                 evidence
 (none)             undetermined          none of the above: the reason says what was missing
 =================  ====================  ===========================================================
 
+The gap tolerance is tol = ``GAP_TOL`` min(1 + |f_star|, |f_star| + f(x0) - f_star): relative to
+the scale of f along the trajectory, so that scaling f does not change a label.
+
 **Evidence.** Each trajectory is sampled (log-linear interpolation of its checkpoints) at the
 octave times t_k = t_end 2^-k, k = 0..``OCTAVES``, so a rule sees the same quantities whatever the
 integrator and the recording density. The *growth law* of |x| = R is stable when R increases
@@ -62,8 +67,9 @@ such as a slow pass by a saddle). The *limit of f* is Aitken's delta-squared ext
 f(t_k) (exact for f = L + c t^-q); its error bar comes from the three successive estimates
 over the window, as |L_0 - L_1| / (1 - s) with s the ratio of their successive changes, and is
 widened to cover the independent estimate f(t_end) - int |grad f|^2 over the rest of the flow
-(from the gradient's decay law; see :func:`limit_of_f`). A limit below f_star minus its error is
-not evidence: such rows stay undetermined.
+(from the gradient's decay law; see :func:`limit_of_f`), and is never below
+``EXTRAPOLATION_SAFETY`` times the extrapolated rest f(t_end) - L. A limit below f_star minus its
+error is not evidence: such rows stay undetermined.
 
 Everything is vectorized over trajectories: no Python loop per trajectory.
 """
@@ -80,7 +86,14 @@ import numpy as np
 import pandas as pd
 
 from benchsuite.columns import points
-from benchsuite.vocabulary import DETERMINISTIC_BUDGETS, FAULTS, OUTCOMES, Outcome, Stop
+from benchsuite.vocabulary import (
+    CONFIDENT,
+    DETERMINISTIC_BUDGETS,
+    FAULTS,
+    OUTCOMES,
+    Outcome,
+    Stop,
+)
 
 #: Targets f - f_star <= eps at which flow time and oracle calls are reported.
 TARGETS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-6, 1e-8)
@@ -95,17 +108,27 @@ POWER_ITERATIONS = 40
 LIMIT_RTOL = 1e-3
 #: f - f_star (relative to 1 + |f_star|) under which a value counts as the infimum.
 GAP_TOL = 1e-3
-#: Gradient norm (relative to 1 + |x|) under which a point counts as stationary.
+#: Gradient norm, relative to the trajectory's initial one, under which a point of a smooth
+#: problem counts as stationary (scale-invariant: |x| far out with a tiny gradient is not).
 GRAD_TOL = 1e-6
 #: Relative change of |x| (and of f) over the last octave under which it counts as settled.
 SETTLED_TOL = 1e-4
+#: Relative changes below this are rounding and integration noise.
+NOISE = 1e-7
 #: Escape: the last octave's growth of |x| is at least this share of the window's first.
-SUSTAINED = 0.5
+#: Shrinking increments mean a finite path (convergence to x* like t^-e gives a ratio of
+#: 2^(-4e) over the window), so the resolution is e < 0.007: a slower approach is
+#: indistinguishable from logarithmic growth within the window.
+SUSTAINED = 0.98
 #: Escape: the growth exponent of the last octave is at most this multiple of the first's.
 ACCELERATION = 1.25
 #: The limit of f is unknown when f's decrease per octave, or the change of the successive
 #: estimates of the limit, shrinks by less than this ratio.
 MAX_RATIO = 0.9
+#: The error bar of the limit of f is at least this multiple of the extrapolated rest of the
+#: descent: an extrapolation is trusted to within twice what it adds (f - f_inf ~ 1/log t
+#: fools any finite window, and this keeps such limits from looking separated from f_star).
+EXTRAPOLATION_SAFETY = 2.0
 
 CERTIFICATE_RULE = "certificate"
 
@@ -155,14 +178,16 @@ def classify(problem: Any, integrator: Any, trajectories: pd.DataFrame,
         return _classified(problem, integrator, out, checkpoints, certificates, problems_found)
     except Exception as exc:  # an unreadable table: say so on every row, never raise
         out["outcome"] = pd.Categorical([Outcome.UNDETERMINED] * batch, categories=OUTCOMES)
-        out["reason"] = f"undetermined: the table could not be read: {type(exc).__name__}: {exc}"
+        out["reason"] = f"undetermined: the classifier failed: {type(exc).__name__}: {exc}"
         return out
 
 
 def _classified(problem: Any, integrator: Any, out: pd.DataFrame, checkpoints: pd.DataFrame,
                 certificates: bool, problems_found: list[str] | None) -> pd.DataFrame:
     batch = len(out)
-    ev = evidence(problem, integrator, out, checkpoints)
+    if "stop" not in out:
+        raise ValueError("the table has no stop column: how each run ended is evidence")
+    ev = evidence(problem, integrator, out, checkpoints, found=problems_found)
     generic, reason = _apply(GENERIC_RULES, ev, batch)
     cert = _certificate_labels(problem, ev, problems_found)
     outcome, final_reason = generic.copy(), reason.copy()
@@ -214,7 +239,7 @@ def _apply(rules: tuple[Rule, ...], ev: dict[str, Any], batch: int
 
 
 def evidence(problem: Any, integrator: Any, trajectories: pd.DataFrame,
-             checkpoints: pd.DataFrame) -> dict[str, Any]:
+             checkpoints: pd.DataFrame, found: list[str] | None = None) -> dict[str, Any]:
     """Everything the rules read, as arrays over the trajectories of a cell."""
     batch = len(trajectories)
     f_star = float(problem.f_star)
@@ -231,12 +256,13 @@ def evidence(problem: Any, integrator: Any, trajectories: pd.DataFrame,
         x = np.full((batch, problem.n), np.nan)
     ev: dict[str, Any] = {
         "problem": problem,
+        "found": found,
         "stop": column("stop", "").astype(str),
         "f": column("f", np.nan),
         "norm": column("norm", np.nan),
         "x": x,
         "f_star": f_star,
-        "gap_tol": GAP_TOL * (1.0 + (abs(f_star) if math.isfinite(f_star) else 0.0)),
+        "gap_tol": _gap_tolerance(f_star, column("f0", np.nan)),
     }
     with np.errstate(all="ignore"):
         ev["gap"] = ev["f"] - f_star
@@ -249,6 +275,17 @@ def evidence(problem: Any, integrator: Any, trajectories: pd.DataFrame,
     return ev
 
 
+def _gap_tolerance(f_star: float, f0: np.ndarray) -> np.ndarray:
+    """GAP_TOL relative to the scale of f along each trajectory: 1 + |f_star|, or less for a
+    trajectory that started within that of f_star (its own initial gap), so that a function
+    scaled by 1e-4 is judged as the unscaled one."""
+    base = 1.0 + (abs(f_star) if math.isfinite(f_star) else 0.0)
+    with np.errstate(invalid="ignore"):
+        own = (abs(f_star) if math.isfinite(f_star) else 0.0) + np.maximum(f0 - f_star, 0.0)
+    scale = np.where(np.isfinite(own), np.minimum(base, own), base)
+    return GAP_TOL * scale + 1e-12 * base
+
+
 def _octave_samples(checkpoints: pd.DataFrame, batch: int) -> dict[str, np.ndarray]:
     """R = |x|, F = f, G = |gradient| at t_k = t_end 2^-k (k = 0..OCTAVES), interpolated
     linearly in log t between checkpoints; NaN where the history does not reach back that far.
@@ -258,10 +295,13 @@ def _octave_samples(checkpoints: pd.DataFrame, batch: int) -> dict[str, np.ndarr
     nan = np.full((batch, k), np.nan)
     result = {"R": nan.copy(), "F": nan.copy(), "G": nan.copy(),
               "octaves": np.zeros(batch), "g_end": np.full(batch, np.nan),
-              "t_end": np.zeros(batch), "f_rises": np.zeros(batch, dtype=bool)}
+              "t_end": np.zeros(batch), "f_rises": np.zeros(batch, dtype=bool),
+              "g0": np.full(batch, np.nan)}
     needed = {"traj", "step", "t", "f", "norm", "grad_norm"}
     if checkpoints is None or checkpoints.empty or not needed <= set(checkpoints.columns):
         return result
+    start = checkpoints[(checkpoints["step"] == 0) & checkpoints["traj"].between(0, batch - 1)]
+    result["g0"][start["traj"].to_numpy(dtype=np.int64)] = start["grad_norm"].to_numpy(float)
     cp = checkpoints[(checkpoints["t"] > 0) & checkpoints["traj"].between(0, batch - 1)]
     cp = cp.sort_values(["traj", "step"], kind="stable")
     if cp.empty:
@@ -299,9 +339,9 @@ def _octave_samples(checkpoints: pd.DataFrame, batch: int) -> dict[str, np.ndarr
             result[name][:, j] = np.where(ok, v[rows, lo] + w * (v[rows, hi] - v[rows, lo]),
                                           np.nan)
     # f rising between consecutive checkpoints inside the window (the flow never does that)
-    start = t_end / 2.0**OCTAVES
+    window = t_end / 2.0**OCTAVES
     f = padded["f"]
-    inside = (t[:, 1:] >= start[:, None]) & np.isfinite(f[:, 1:]) & np.isfinite(f[:, :-1])
+    inside = (t[:, 1:] >= window[:, None]) & np.isfinite(f[:, 1:]) & np.isfinite(f[:, :-1])
     rise = (f[:, 1:] - f[:, :-1]) > 1e-12 * (1.0 + np.abs(f[:, :-1]))
     result["f_rises"] = np.any(inside & rise, axis=1)
     return result
@@ -344,6 +384,7 @@ def limit_of_f(F: np.ndarray, G: np.ndarray, t_end: np.ndarray
         rest = np.where(G[:, 0] == 0.0, 0.0, rest)
         from_gradient = F[:, 0] - rest
         err = np.maximum(err, np.abs(L - from_gradient))
+        err = np.maximum(err, EXTRAPOLATION_SAFETY * (F[:, 0] - L))
     return L, np.where(np.isfinite(L), err, np.nan)
 
 
@@ -380,8 +421,13 @@ def _step_limit_evidence(problem: Any, integrator: Any, ev: dict[str, Any]
     problems (NaN elsewhere), and the method's stability limit."""
     batch = len(ev["f"])
     h_lambda = np.full(batch, np.nan)
-    h = getattr(integrator, "explicit_step", None)
-    limit = float(getattr(integrator, "stability_limit", 2.0))
+    try:
+        h = getattr(integrator, "explicit_step", None)
+        limit = float(getattr(integrator, "stability_limit", 2.0))
+    except Exception as exc:  # a broken declaration: no step-limit evidence, and say so
+        _report(ev.get("found"), f"integrator {getattr(integrator, 'name', integrator)!r}: its "
+                f"fixed-step declaration raised {type(exc).__name__}: {exc}")
+        return h_lambda, 2.0
     if h is None or not problem.smooth:
         return h_lambda, limit
     live = (np.isin(ev["stop"], [str(s) for s in (Stop.T_MAX, Stop.MAX_STEPS, Stop.MAX_EVALS)])
@@ -435,17 +481,32 @@ def _near_infimum(ev: dict[str, Any]) -> np.ndarray:
     return ev["gap"] <= ev["gap_tol"]
 
 
+def _settled(ev: dict[str, Any]) -> np.ndarray:
+    """|x| moved less than SETTLED_TOL over the last octave, and no more than over the one
+    before (a slow escape far out moves little, but more and more)."""
+    R = ev["R"]
+    last, before = np.abs(R[:, 0] - R[:, 1]), np.abs(R[:, 1] - R[:, 2])
+    small = last <= SETTLED_TOL * (1.0 + np.abs(R[:, 0]))
+    return small & (last <= np.maximum(before, NOISE * (1.0 + np.abs(R[:, 0]))))
+
+
 def _stationary(ev: dict[str, Any]) -> np.ndarray:
-    R, F = ev["R"], ev["F"]
-    settled = np.abs(R[:, 0] - R[:, 1]) <= SETTLED_TOL * (1.0 + np.abs(R[:, 0]))
+    F = ev["F"]
+    settled = _settled(ev)
     f_settled = np.abs(F[:, 0] - F[:, 1]) <= SETTLED_TOL * (1e-4 + np.abs(F[:, 0]))
     still = settled & f_settled
     if ev["problem"].smooth:
-        # a vanishing gradient, or settled at a listed critical value (a degenerate minimum,
-        # approached slowly, where the gradient vanishes only polynomially)
-        listed = _at_known_critical_value(ev, listed_only=True)
-        still &= (ev["g_end"] <= GRAD_TOL * (1.0 + ev["norm"])) | listed
+        # a vanished gradient, or settled at a listed critical value with a gradient that keeps
+        # decaying geometrically (a degenerate minimum, approached slowly)
+        G = ev["G"]
+        decaying = np.all(G[:, :2] <= MAX_RATIO * G[:, 1:3], axis=1)
+        listed = _at_known_critical_value(ev, listed_only=True) & decaying
+        still &= _vanished_gradient(ev) | listed
     return still
+
+
+def _vanished_gradient(ev: dict[str, Any]) -> np.ndarray:
+    return ev["g_end"] <= GRAD_TOL * ev["g0"] + 1e-300
 
 
 def _at_known_critical_value(ev: dict[str, Any], listed_only: bool = False) -> np.ndarray:
@@ -463,7 +524,7 @@ def _at_known_critical_value(ev: dict[str, Any], listed_only: bool = False) -> n
 
 def _rule_step_limit(ev: dict[str, Any]) -> tuple[np.ndarray, str]:
     hl, limit = ev["h_lambda"], ev["limit"]
-    moving = ~(ev["g_end"] <= GRAD_TOL * (1.0 + ev["norm"]))
+    moving = ~_vanished_gradient(ev)
     beyond = hl >= limit * (1.0 - LIMIT_RTOL)
     stalled = (hl >= STALL_FRACTION * limit) & ev["f_rises"] & moving
     return (beyond | stalled) & ~_near_infimum(ev), Outcome.STEP_LIMITED
@@ -472,12 +533,13 @@ def _rule_step_limit(ev: dict[str, Any]) -> tuple[np.ndarray, str]:
 def _limit_at_critical_value(ev: dict[str, Any]) -> np.ndarray:
     """The limit of f, within its error bar, is one of the problem's listed critical values
     above the infimum."""
-    crit = np.asarray([c for c in ev["problem"].critical_values
-                       if c > ev["f_star"] + ev["gap_tol"]], dtype=float)
+    crit = np.asarray(ev["problem"].critical_values, dtype=float)
     if crit.size == 0:
         return np.zeros(len(ev["f"]), dtype=bool)
+    above = crit[None, :] > ev["f_star"] + ev["gap_tol"][:, None]
     reach = ev["f_limit_err"][:, None] + GAP_TOL * (1.0 + np.abs(crit[None, :]))
-    return np.any(np.abs(ev["f_limit"][:, None] - crit[None, :]) <= reach, axis=1)
+    near = np.abs(ev["f_limit"][:, None] - crit[None, :]) <= reach
+    return np.any(near & above, axis=1)
 
 
 def _rule_critical_approach(ev: dict[str, Any]) -> tuple[np.ndarray, str]:
@@ -504,9 +566,10 @@ GENERIC_RULES: tuple[Rule, ...] = (
                                Outcome.DIVERGED)),
     Rule("step_limit", _rule_step_limit),
     Rule("at_infimum", lambda ev: (_near_infimum(ev) & bool(ev["problem"].attained)
-                                   & ~ev["steady"], Outcome.CONVERGED_GLOBAL)),
-    Rule("unattained", lambda ev: (_near_infimum(ev) & (not ev["problem"].attained),
-                                   Outcome.ESCAPE_GLOBAL)),
+                                   & (~ev["rising"] | ev["shrinking"]),
+                                   Outcome.CONVERGED_GLOBAL)),
+    Rule("unattained", lambda ev: (_near_infimum(ev) & (not ev["problem"].attained)
+                                   & ev["covered"] & ~_settled(ev), Outcome.ESCAPE_GLOBAL)),
     Rule("stationary", lambda ev: (_stationary(ev) & ~_near_infimum(ev)
                                    & _at_known_critical_value(ev), Outcome.CONVERGED_SPURIOUS)),
     Rule("critical_approach", _rule_critical_approach),
@@ -560,17 +623,18 @@ def _certificate_labels(problem: Any, ev: dict[str, Any], found: list[str] | Non
         said = np.asarray(problem.certificate(ev["x"][judged], ev["f"][judged]), dtype=object)
         if said.shape != (judged.size,):
             raise ValueError(f"returned shape {said.shape}, expected ({judged.size},)")
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         _report(found, f"problem {problem.name!r}: its certificate raised "
                        f"{type(exc).__name__}: {exc}; the generic rules decided instead")
         return labels
     said = said.astype(str).astype(object)
-    known = np.isin(said, ["", *OUTCOMES])
+    allowed = ["", *sorted(str(o) for o in CONFIDENT)]
+    known = np.isin(said, allowed)
     if not known.all():
         bad = sorted(set(said[~known]))
         _report(found, f"problem {problem.name!r}: its certificate returned {bad}, which is no "
-                       f"outcome (allowed: {', '.join(OUTCOMES)} or \"\"); the generic rules "
-                       "decided those rows instead")
+                       f"outcome a theorem can prove (allowed: {', '.join(allowed[1:])} or "
+                       "\"\"); the generic rules decided those rows instead")
         said = np.where(known, said, "")
     labels[judged] = said
     return labels

@@ -24,9 +24,11 @@ family.
 The certificate contract: ``certificate(X, f) -> (B,)`` receives host numpy arrays, the
 *final* points ``X`` (B, n) of the trajectories still unlabelled after the fault, blow-up and
 step-limit rules (never failed, diverged, step-limited or safety-net rows) and their values
-``f`` (B,), and returns for each row an :class:`~benchsuite.vocabulary.Outcome` value (a plain
-string such as ``"escape_spurious"`` is fine) that theory *proves* for a flow trajectory through
-that point, or ``""`` where nothing is proved. Any other string is a plugin error: the row keeps
+``f`` (B,), and returns for each row a landscape outcome (``"converged_global"``,
+``"converged_spurious"``, ``"escape_global"`` or ``"escape_spurious"``) that theory *proves* for a
+flow trajectory through that point, or ``""`` where nothing is proved. Anything else (a label
+about the run such as ``"failed"``, an unknown string, an exception, a wrong shape) is a plugin
+error: the row keeps
 its generic label and the error is reported with the problem's name. Certificates are
 exact statements about the flow, not heuristics: a campaign run with ``--no-certificates``
 classifies with the generic rules alone, and the report compares the two.
@@ -127,8 +129,9 @@ class Problem:
             raise ValueError(f"smooth problem {self.name!r} must provide grad")
         if not self.smooth and self.subgrad is None:
             raise ValueError(f"nonsmooth problem {self.name!r} must provide subgrad")
-        if math.isnan(self.f_star):
-            raise ValueError(f"problem {self.name!r}: f_star must be a number or -inf")
+        if math.isnan(self.f_star) or self.f_star == math.inf:
+            raise ValueError(f"problem {self.name!r}: f_star must be a number or -inf "
+                             f"(the infimum of f), got {self.f_star!r}")
         if self.critical_values_complete and not self.critical_values:
             raise ValueError(f"problem {self.name!r}: critical_values_complete needs the list "
                              "of critical_values")

@@ -58,21 +58,24 @@ def test_example2_escapes_to_the_global_infimum():
 
 
 def test_example2_generic_rules_never_claim_a_spurious_minimum():
-    """Example 2 has none (catalog H.6); with f - 1/2 ~ 1/t the limit must be resolved
-    before an escape is called global, and never called spurious."""
+    """Example 2 has none (catalog H.6): at t = 200, f - 1/2 ~ 1/t is still 5e-3, too far from
+    the infimum to call the escape global, and never called spurious; by t = 2000 f is within
+    the tolerance of the unattained infimum while |x| still grows: escape_global."""
     x0 = sigmoid.sigmoid2pt_example2().sample(np.random.default_rng(3), 12)
     got, _ = outcomes(sigmoid.sigmoid2pt_example2(), DormandPrince(), x0, 200.0,
                       certificates=False)
-    assert set(got) <= {"escape_global", "undetermined"} and "escape_global" in got
+    assert set(got) <= {"escape_global", "undetermined"}
     got, _ = outcomes(sigmoid.sigmoid2pt_example2(), DormandPrince(), x0, 2000.0,
                       certificates=False)
     assert got == ["escape_global"] * 12
 
 
-@pytest.mark.parametrize("certificates", [True, False])
-def test_figure3_limit_depends_on_the_side_of_ln3(certificates):
+@pytest.mark.parametrize(("certificates", "t_max"), [(True, 500.0), (False, 5000.0)])
+def test_figure3_limit_depends_on_the_side_of_ln3(certificates, t_max):
+    """Without the certificate the side towards the infimum needs f within the tolerance of
+    1/2 (f - 1/2 ~ 1/t), hence the longer horizon."""
     starts = [[2.0, 0.5], [0.5, 0.5], [3.0, 2.0], [-1.0, -2.0]]
-    got, traj = outcomes(sigmoid.sigmoid2pt_fig3(), DormandPrince(), starts, 500.0,
+    got, traj = outcomes(sigmoid.sigmoid2pt_fig3(), DormandPrince(), starts, t_max,
                          certificates=certificates)
     assert got == ["escape_spurious", "escape_global", "escape_spurious", "escape_global"]
     final = traj["f"].to_numpy()
@@ -120,7 +123,7 @@ def test_example1_escape_without_certificate_is_found_by_the_growth_law():
     # (8t)^(1/4): growth exponent near 1/4, and f tends to 1 within the error bar
     np.testing.assert_allclose(traj["growth_exponent"][:2], 0.25, atol=0.01)
     assert (np.abs(traj["f_limit"][:2] - 1.0) <= traj["f_limit_err"][:2]).all()
-    assert (traj["f_limit_err"][:2] < 0.01).all()
+    assert (traj["f_limit_err"][:2] < 0.05).all()
 
 
 def test_example1_at_a_short_horizon_is_undetermined_not_escape_global():
@@ -274,3 +277,54 @@ def test_outcome_columns_are_categorical_with_every_label():
 def test_time_to_target_is_monotone_in_eps(eps):
     _, traj = outcomes(factorization.xy_minus_one(), DormandPrince(), [[1.0, 2.0]], 20.0)
     assert traj[f"t_to_{eps:g}"][0] <= traj["t_to_1e-06"][0]
+
+
+# -- counterexamples found by an outside adversarial tester ----------------------------------
+
+
+def one_dim(name, f, df, f_star, attained, crit=()):
+    return Problem(name=name, n=1, f=lambda X: f(X[:, 0]), grad=lambda X: df(X[:, 0])[:, None],
+                   sample=uniform_box(-1.0, 1.0, 1), f_star=f_star, attained=attained,
+                   smooth=True, coercive=False, critical_values=crit, description=name,
+                   theory=Theory(Verdict.UNKNOWN, Verdict.UNKNOWN, Verdict.UNKNOWN, "-"))
+
+
+S = 1e-4  # the scaled double well's unit
+ADVERSARIAL = [
+    # (x - 10)^6 from 9: |x| rises to 10 with shrinking increments (finite length): bounded
+    ("flat_minimum", one_dim("flat_min", lambda x: (x - 10) ** 6, lambda x: 6 * (x - 10) ** 5,
+                             0.0, True), [9.0], {"converged_global", "undetermined"}),
+    # f' = u^6 (u - 2), u = x - 10, from 9: cannot cross the inflection at 10: bounded
+    ("flat_inflection", one_dim("inflection", lambda x: (x - 10) ** 8 / 8 - 2 * (x - 10) ** 7 / 7,
+                                lambda x: (x - 10) ** 6 * (x - 12), -32 / 7, True),
+     [9.0], {"converged_spurious", "undetermined"}),
+    # Remark 3 from 200: x^4 ~ x0^4 + 8t, unbounded with f -> 1, a tiny gradient 2/x^3
+    ("far_escape", one_dim("far", lambda x: x**2 * (1 + x**2) / (1 + x**4),
+                           lambda x: 2 * x * (1 - x**4 + 2 * x**2) / (1 + x**4) ** 2, 0.0, True,
+                           (0.0,)), [200.0], {"escape_spurious", "undetermined"}),
+    # (x^2 + 5e-4) e^-x, infimum 0 unattained: from -1 the flow converges to the local minimum
+    # at 2.5e-4 (f = 5e-4), bounded
+    ("near_unattained", one_dim("near", lambda x: (x**2 + 5e-4) * np.exp(-x),
+                                lambda x: (2 * x - x**2 - 5e-4) * np.exp(-x), 0.0, False),
+     [-1.0], {"converged_spurious", "undetermined"}),
+    # x^2/(1 + x^4) from 40: f(x0) = 6e-4 already, but x^4 ~ 8t: unbounded towards f* = 0
+    ("small_values", one_dim("bump", lambda x: x**2 / (1 + x**4),
+                             lambda x: 2 * x * (1 - x**4) / (1 + x**4) ** 2, 0.0, True),
+     [40.0], {"escape_global", "undetermined"}),
+    # 1e-4 ((x^2 - 1)^2 + 0.3 x) from 2: the spurious minimum at 0.961, whatever the units
+    ("scaled", one_dim("dw", lambda x: S * ((x**2 - 1) ** 2 + 0.3 * x),
+                       lambda x: S * (4 * x**3 - 4 * x + 0.3), S * -0.32103, True),
+     [2.0], {"converged_spurious", "undetermined"}),
+    # 1/log(e + x^2): escape towards the unattained infimum 0 with f ~ 2/log t
+    ("log_escape", one_dim("logesc", lambda x: 1 / np.log(np.e + x**2),
+                           lambda x: -2 * x / ((np.e + x**2) * np.log(np.e + x**2) ** 2),
+                           0.0, False), [2.0], {"escape_global", "undetermined"}),
+]
+
+
+@pytest.mark.parametrize(("case", "problem", "x0", "allowed"), ADVERSARIAL,
+                         ids=[c[0] for c in ADVERSARIAL])
+@pytest.mark.parametrize("t_max", [100.0, 1e4])
+def test_no_confident_wrong_label_on_adversarial_problems(case, problem, x0, allowed, t_max):
+    got, traj = outcomes(problem, DormandPrince(), [x0], t_max, certificates=False)
+    assert set(got) <= allowed, (case, traj["reason"][0])
