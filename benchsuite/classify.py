@@ -26,7 +26,7 @@ rule               label                 evidence
                                          with ``certificates=False``; the ``generic_outcome``
                                          column always holds the label without it)
 ``at_infimum``     converged_global      f - f_star <= tol, the infimum is attained, and |x| is not
-                                         growing (or its movement shrinks geometrically)
+                                         growing with undiminished increments
 ``unattained``     escape_global         f - f_star <= tol, the infimum is not attained, and |x|
                                          still moves: a bounded trajectory attains the value of its
                                          limit points, so this one is unbounded
@@ -175,10 +175,14 @@ def classify(problem: Any, integrator: Any, trajectories: pd.DataFrame,
     if batch == 0:
         return out
     try:
-        return _classified(problem, integrator, out, checkpoints, certificates, problems_found)
+        with np.errstate(all="ignore"):  # NaN and inf are evidence here, not accidents
+            return _classified(problem, integrator, out, checkpoints, certificates,
+                               problems_found)
     except Exception as exc:  # an unreadable table: say so on every row, never raise
-        out["outcome"] = pd.Categorical([Outcome.UNDETERMINED] * batch, categories=OUTCOMES)
+        for column in ("outcome", "generic_outcome"):
+            out[column] = pd.Categorical([Outcome.UNDETERMINED] * batch, categories=OUTCOMES)
         out["reason"] = f"undetermined: the classifier failed: {type(exc).__name__}: {exc}"
+        out["certificate"] = ""
         return out
 
 
@@ -566,8 +570,7 @@ GENERIC_RULES: tuple[Rule, ...] = (
                                Outcome.DIVERGED)),
     Rule("step_limit", _rule_step_limit),
     Rule("at_infimum", lambda ev: (_near_infimum(ev) & bool(ev["problem"].attained)
-                                   & (~ev["rising"] | ev["shrinking"]),
-                                   Outcome.CONVERGED_GLOBAL)),
+                                   & ~ev["sustained"], Outcome.CONVERGED_GLOBAL)),
     Rule("unattained", lambda ev: (_near_infimum(ev) & (not ev["problem"].attained)
                                    & ev["covered"] & ~_settled(ev), Outcome.ESCAPE_GLOBAL)),
     Rule("stationary", lambda ev: (_stationary(ev) & ~_near_infimum(ev)

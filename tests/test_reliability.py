@@ -287,6 +287,7 @@ def test_classifier_labels_every_trajectory_and_respects_how_it_stopped(data):
     labels = out["outcome"].astype(str)
     assert labels.isin(OUTCOMES).all() and len(out) == batch
     assert out["generic_outcome"].astype(str).isin(OUTCOMES).all()
+    assert not out["reason"].str.contains("classifier failed").any(), out["reason"].iloc[0]
     for stop, label in zip(stops, labels, strict=True):
         if stop in ("error", "prox_failed"):
             assert label == "failed"
