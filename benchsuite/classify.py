@@ -45,7 +45,11 @@ rule               label                 evidence
                                          problem's listed critical values above the infimum (a
                                          slow approach to a degenerate critical point)
 ``escape``         escape_global or      a stable growth law of |x| over the last ``OCTAVES``
-                   escape_spurious       octaves of flow time (below), and a limit of f whose
+                   escape_spurious       octaves of flow time (below), on smooth problems no
+                                         direction of negative curvature at the last point that
+                                         has had time to act (lambda_min t_end >= -``SADDLE_TOL``:
+                                         a saddle at infinity expels the trajectory later), and
+                                         a limit of f whose
                                          error bar separates it from f_star: escape_spurious when
                                          L - err > f_star + tol and L is no listed critical
                                          value, escape_global when |L - f_star| + err <= tol
@@ -129,6 +133,13 @@ MAX_RATIO = 0.9
 #: descent: an extrapolation is trusted to within twice what it adds (f - f_inf ~ 1/log t
 #: fools any finite window, and this keeps such limits from looking separated from f_star).
 EXTRAPOLATION_SAFETY = 2.0
+#: Escape on a smooth problem: lambda_min of the Hessian at the last point times t_end must be
+#: at least -SADDLE_TOL. A minimum at infinity is stable across the escape path (lambda_min t
+#: is +1/4 along Example 1's escape, +1 along the sigmoid ones), while a saddle at infinity
+#: has a direction of negative curvature that expels the trajectory in time ~ 1/|lambda_min|:
+#: deep_sigmoid_1d[depth=2] lingers near one from t ~ 2.5 to 330, growing like log t, with
+#: lambda_min t ~ -0.3 to -0.6. Dimensionless, so the units of f and x do not matter.
+SADDLE_TOL = 0.05
 
 CERTIFICATE_RULE = "certificate"
 
@@ -276,7 +287,21 @@ def evidence(problem: Any, integrator: Any, trajectories: pd.DataFrame,
         ev["f_limit"], ev["f_limit_err"] = limit_of_f(samples["F"], samples["G"],
                                                       samples["t_end"])
         ev["h_lambda"], ev["limit"] = _step_limit_evidence(problem, integrator, ev)
+        ev["curvature"] = _transverse_curvature(problem, ev)
     return ev
+
+
+def _transverse_curvature(problem: Any, ev: dict[str, Any]) -> np.ndarray:
+    """lambda_min of the Hessian at the last point times t_end, for the rows with a stable
+    growth law on smooth problems (the only ones the escape rule asks about); NaN elsewhere."""
+    curvature = np.full(len(ev["f"]), np.nan)
+    rows = ev["steady"] & np.all(np.isfinite(ev["x"]), axis=1)
+    if problem.smooth and rows.any():
+        try:
+            curvature[rows] = lambda_min(problem, ev["x"][rows]) * ev["t_end"][rows]
+        except Exception:  # an oracle failing here leaves the escape without this evidence
+            pass
+    return curvature
 
 
 def _gap_tolerance(f_star: float, f0: np.ndarray) -> np.ndarray:
@@ -445,6 +470,47 @@ def _step_limit_evidence(problem: Any, integrator: Any, ev: dict[str, Any]
     return h_lambda, limit
 
 
+#: Up to this dimension lambda_min comes from the whole Hessian (n batched products).
+DENSE_MAX = 64
+
+
+def lambda_min(problem: Any, x: np.ndarray, iterations: int = POWER_ITERATIONS) -> np.ndarray:
+    """Smallest Hessian eigenvalue at each row of x, batched.
+
+    Up to ``DENSE_MAX`` dimensions, exactly from the finite-difference Hessian (one batched
+    gradient difference per coordinate, then ``eigvalsh`` on the stack): a power iteration's
+    Rayleigh quotient errs towards larger values, the unsafe side for the escape rule. Above,
+    the power iteration of :func:`lambda_max` on -f, with four times the iterations.
+    """
+    batch, n = x.shape
+    if n > DENSE_MAX:
+        return -lambda_max(_Negated(problem.first_order), x, 4 * iterations)
+    eps = 1e-5 * (1.0 + np.linalg.norm(x, axis=1, keepdims=True))
+    H = np.empty((batch, n, n))
+    with np.errstate(all="ignore"):
+        for j in range(n):  # a loop over coordinates, each a batched product
+            e = np.zeros((1, n))
+            e[0, j] = 1.0
+            H[:, :, j] = np.asarray(problem.first_order(x + eps * e)
+                                    - problem.first_order(x - eps * e)) / (2 * eps)
+        H = 0.5 * (H + np.swapaxes(H, 1, 2))
+        finite = np.all(np.isfinite(H), axis=(1, 2))
+        low = np.full(batch, np.nan)
+        if finite.any():
+            low[finite] = np.linalg.eigvalsh(H[finite])[:, 0]
+    return low
+
+
+@dataclass(frozen=True)
+class _Negated:
+    """The first-order oracle of -f, for :func:`lambda_min`."""
+
+    grad: Callable[[np.ndarray], np.ndarray]
+
+    def first_order(self, x: np.ndarray) -> np.ndarray:
+        return -np.asarray(self.grad(x))
+
+
 def lambda_max(problem: Any, x: np.ndarray, iterations: int = POWER_ITERATIONS) -> np.ndarray:
     """Largest (algebraic) Hessian eigenvalue at each row of x, batched.
 
@@ -557,7 +623,13 @@ def _rule_escape(ev: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     spurious = (L - err > f_star + tol) & ~_limit_at_critical_value(ev)
     to_infimum = np.abs(L - f_star) + err <= tol
     labels = np.where(spurious, str(Outcome.ESCAPE_SPURIOUS), str(Outcome.ESCAPE_GLOBAL))
-    return ev["steady"] & (spurious | to_infimum), labels
+    return ev["steady"] & _transversally_stable(ev) & (spurious | to_infimum), labels
+
+
+def _transversally_stable(ev: dict[str, Any]) -> np.ndarray:
+    if not ev["problem"].smooth:
+        return np.ones(len(ev["f"]), dtype=bool)  # no curvature to read: growth and limit only
+    return ev["curvature"] >= -SADDLE_TOL
 
 
 GENERIC_RULES: tuple[Rule, ...] = (
@@ -598,6 +670,9 @@ def _missing(ev: dict[str, Any]) -> np.ndarray:
          "undetermined: the extrapolated limit of f lies below f_star (no evidence)"),
         (ev["steady"] & _limit_at_critical_value(ev),
          "undetermined: f tends to a critical value: a slow approach or an escape"),
+        (ev["steady"] & ~_transversally_stable(ev),
+         "undetermined: a direction of negative curvature at the last point (a saddle at "
+         "infinity: the growth may be a slow pass)"),
         (_stationary(ev) & ~_near_infimum(ev) & ~_at_known_critical_value(ev),
          "undetermined: stationary at a value that is none of the problem's critical values"),
         (~ev["covered"] & ~_stationary(ev),

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from benchsuite import Budget, Integrator, Problem, State, Theory, Verdict, run_cell, uniform_box
-from benchsuite.classify import aitken_limit, lambda_max
+from benchsuite.classify import aitken_limit, lambda_max, lambda_min
 from benchsuite.columns import points
 from benchsuite.vocabulary import OUTCOMES
 from benchsuite_plugins.euler import ExplicitEuler
@@ -142,6 +142,10 @@ def test_slow_pass_by_a_plateau_is_not_an_escape():
     x0 = [[-1.79657824, -1.89418647]]
     got, traj = outcomes(p, DormandPrince(), x0, 20.0, certificates=False)
     assert got == ["undetermined"] and "accelerates" in traj["reason"][0]
+    # from t ~ 2.5 to 330 it grows like log t with f -> 2, a textbook escape over any window,
+    # but across its path the Hessian has a negative eigenvalue: a saddle at infinity
+    got, traj = outcomes(p, DormandPrince(), x0, 80.0, certificates=False)
+    assert got == ["undetermined"] and "negative curvature" in traj["reason"][0]
     got, _ = outcomes(p, DormandPrince(), x0, 1000.0, certificates=False)
     assert got == ["converged_global"]
 
@@ -257,6 +261,17 @@ def test_lambda_max_by_power_iteration():
     x = np.array([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
     np.testing.assert_allclose(lambda_max(p, x), [4 + 2 * math.sqrt(2), math.sqrt(5) + 1],
                                rtol=1e-4)
+
+
+def test_lambda_min_matches_the_dense_hessian():
+    p = factorization.mc2x2_example1()
+    x = p.sample(np.random.default_rng(4), 5)
+    dense = []
+    for row in x:
+        H = np.stack([(p.grad(row[None] + 1e-6 * e) - p.grad(row[None] - 1e-6 * e))[0] / 2e-6
+                      for e in np.eye(4)], axis=1)
+        dense.append(np.linalg.eigvalsh((H + H.T) / 2).min())
+    np.testing.assert_allclose(lambda_min(p, x), dense, rtol=1e-4, atol=1e-6)
 
 
 def test_lambda_max_of_a_row_does_not_depend_on_its_batch_mates():
