@@ -461,14 +461,11 @@ def _loop(problem, integrator, X0, budget, recording, recorder, start) -> None:
         return
     unusable = nonfinite | raised
     if unusable.any():
-        ids = oracle.rows[unusable]
-        recorder.retire(ids, Stop.ERROR, [recorder.errors.get(int(i), BAD_START) for i in ids])
-        keep = np.flatnonzero(~unusable)
-        if keep.size == 0:
+        left = _retire(recorder, oracle, state, next_t, unusable,
+                       np.full(int(unusable.sum()), Stop.ERROR, dtype=object), xp, BAD_START)
+        if left is None:
             return
-        state = state.take(xp, xp.asarray(keep))
-        oracle.keep(keep)
-        next_t = next_t[keep]
+        state, next_t = left
 
     step = 0
     # compare with the budget and the grid a hair early: flow time is a sum of rounded steps
@@ -527,18 +524,27 @@ def _loop(problem, integrator, X0, budget, recording, recorder, start) -> None:
             next_t[local] = np.searchsorted(t_grid_early, t[local], side="right")
             next_due = t_grid_early[min(next_t.min(), last)]
         if ended is not None and ended.any():
-            done = np.flatnonzero(ended)
-            reasons = STOP_NAMES[code[done]]
-            ids = oracle.rows[done]
-            recorder.retire(ids, reasons, [recorder.errors.get(int(i), STOP_MESSAGES[r])
-                                           for i, r in zip(ids, reasons, strict=True)])
-            keep = np.flatnonzero(~ended)
-            if keep.size == 0:
+            left = _retire(recorder, oracle, state, next_t, ended, STOP_NAMES[code[ended]], xp)
+            if left is None:
                 return
-            state = state.take(xp, xp.asarray(keep))
-            oracle.keep(keep)
-            next_t = next_t[keep]
+            state, next_t = left
             next_due = t_grid_early[min(next_t.min(), last)]
+
+
+def _retire(recorder: _Recorder, oracle: Oracle, state: State, next_t: np.ndarray,
+            ended: np.ndarray, reasons: np.ndarray, xp: Any, message: str | None = None
+            ) -> tuple[State, np.ndarray] | None:
+    """Retire the rows ``ended`` of the batch with their stop reasons and messages (an
+    exception's, where one was recorded, else ``message`` or the reason's); return the state
+    and checkpoint indices of the rows left, or None when none is left."""
+    ids = oracle.rows[np.flatnonzero(ended)]
+    recorder.retire(ids, reasons, [recorder.errors.get(int(i), message or STOP_MESSAGES[r])
+                                   for i, r in zip(ids, reasons, strict=True)])
+    keep = np.flatnonzero(~ended)
+    if keep.size == 0:
+        return None
+    oracle.keep(keep)
+    return state.take(xp, xp.asarray(keep)), next_t[keep]
 
 
 def _mark(code: np.ndarray | None, mask: np.ndarray, value: int) -> np.ndarray:
