@@ -104,3 +104,25 @@ def test_strict_mode_treats_a_blow_up_as_an_outcome_not_a_fault(tmp_path, monkey
     out = CliRunner().invoke(main, ["run", "-p", "cubic_blowup_1d", "-i", "euler", "-n", "2",
                                     "--results-dir", str(tmp_path), "--no-progress", "-j", "1"])
     assert out.exit_code == 0  # blow-up is an outcome (diverged), not a fault
+
+
+def test_safety_net_rows_are_counted_and_explained(tmp_path):
+    out = invoke("run", "-p", "mc2x2_example1", "-i", "euler(h=0.0001)", "-n", "4",
+                 "--t-max", "1000", "--wall-time", "0.05", "-j", "1", "--no-progress",
+                 "--results-dir", str(tmp_path))
+    assert out.exit_code == 0
+    assert "4 of 4 trajectories were stopped by the wall-time safety net" in out.output
+    assert "Raise --wall-time" in out.output
+
+
+def test_no_certificates_and_extend_reach_the_campaign_and_the_labels(tmp_path):
+    out = invoke("run", "-p", "remark3_rational_1d", "-i", "rk45", "-n", "8", "--t-max", "10",
+                 "--no-certificates", "--extend", "2", "--no-progress", "-j", "1",
+                 "--results-dir", str(tmp_path), "--run-id", "generic")
+    assert out.exit_code == 0
+    manifest = json.loads((tmp_path / "generic" / "manifest.json").read_text())
+    assert manifest["campaign"]["certificates"] is False
+    assert manifest["campaign"]["budget"]["extend"] == 2
+    traj = load_results(tmp_path / "generic")["trajectories"]
+    assert (traj["outcome"] == traj["generic_outcome"]).all()
+    assert traj["extensions"].max() >= 1
