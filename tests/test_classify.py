@@ -343,3 +343,61 @@ ADVERSARIAL = [
 def test_no_confident_wrong_label_on_adversarial_problems(case, problem, x0, allowed, t_max):
     got, traj = outcomes(problem, DormandPrince(), [x0], t_max, certificates=False)
     assert set(got) <= allowed, (case, traj["reason"][0])
+
+
+def flat_saddle_at_infinity(s=1000.0, extra=0, nonsmooth=False):
+    """1/sqrt(1 + x^2) - y^2/(s^2 + y^2) (+ |z| or flat coordinates): on x, y > 0 both grow
+    forever (no critical point there) and f -> -1 = f_star, unattained: escape_global, though
+    the escape in y starts only after t ~ s^2 / 2. A second round of adversarial testing."""
+    n = 2 + extra + nonsmooth
+
+    def f(X):
+        x, y = X[:, 0], X[:, 1]
+        value = 1 / np.sqrt(1 + x**2) - y**2 / (s**2 + y**2)
+        return value + (np.abs(X[:, 2]) if nonsmooth else 0.0)
+
+    def grad(X):
+        x, y = X[:, 0], X[:, 1]
+        g = np.zeros_like(X)
+        g[:, 0] = -x * (1 + x**2) ** -1.5
+        g[:, 1] = -2 * s**2 * y / (s**2 + y**2) ** 2
+        if nonsmooth:
+            g[:, 2] = np.sign(X[:, 2])
+        return g
+
+    return Problem(name="flat_saddle", n=n, f=f, grad=None if nonsmooth else grad,
+                   subgrad=grad if nonsmooth else None, sample=uniform_box(0.0, 1.0, n),
+                   f_star=-1.0, attained=False, smooth=not nonsmooth, coercive=False,
+                   description="a saddle at infinity with a flat unstable direction",
+                   theory=Theory(Verdict.NO, Verdict.NO, Verdict.NO, "-"))
+
+
+def test_a_flat_saddle_at_infinity_is_not_an_escape_to_a_spurious_value():
+    got, traj = outcomes(flat_saddle_at_infinity(), DormandPrince(), [[1.0, 1.0]], 1e4,
+                         certificates=False)
+    assert got == ["undetermined"] and "negative curvature" in traj["reason"][0]
+
+
+def test_curvature_is_exact_beyond_64_dimensions():
+    """A power iteration was 100 times off at n = 100 (flat coordinates cluster the
+    spectrum); the exact Hessian is used up to n = 1024."""
+    p = flat_saddle_at_infinity(s=100.0, extra=98)
+    x0 = np.zeros((1, 100))
+    x0[0, :2] = 1.0
+    got, traj = outcomes(p, DormandPrince(), x0, 1e4, certificates=False)
+    assert got == ["undetermined"] and "negative curvature" in traj["reason"][0]
+
+
+def test_nonsmooth_problems_claim_no_escape_from_growth_alone():
+    p = flat_saddle_at_infinity(s=10.0, nonsmooth=True)
+    got, _ = outcomes(p, ExplicitEuler(h=0.05), [[1.0, 1e-9, 0.0]], 400.0, certificates=False)
+    assert not any(label.startswith("escape_spurious") for label in got)
+
+
+def test_a_sqrt_log_escape_at_the_infimum_is_not_called_converged():
+    """x^2 exp(-x^2) from 2: x ~ sqrt(log t) -> inf and f -> 0 = f_star (attained at 0): its
+    growth decelerates without a finite length."""
+    p = one_dim("gauss", lambda x: x**2 * np.exp(-(x**2)),
+                lambda x: 2 * x * (1 - x**2) * np.exp(-(x**2)), 0.0, True)
+    got, _ = outcomes(p, DormandPrince(), [[2.0], [-2.5]], 1e4, certificates=False)
+    assert "converged_global" not in got
