@@ -421,7 +421,8 @@ def limit_of_f(F: np.ndarray, G: np.ndarray, t_end: np.ndarray
 
 
 def aitken_limit(F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Limit of f and its error bar from values at octave times (most recent first).
+    """Limit of f and its error bar from values at octave times (most recent first; at least
+    five, for three estimates).
 
     Aitken's delta-squared on consecutive triples gives estimates L_0 (latest), L_1, L_2;
     err = |L_0 - L_1| / (1 - s), s = |L_0 - L_1| / |L_1 - L_2|, the remaining error of
@@ -436,12 +437,9 @@ def aitken_limit(F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         valid = np.all(D > 0, axis=1) & np.all((rho > 0) & (rho < MAX_RATIO), axis=1)
         L = np.where(valid, estimates[:, 0], np.nan)
         change = np.abs(estimates[:, 0] - estimates[:, 1])
-        if estimates.shape[1] >= 3:
-            previous = np.abs(estimates[:, 1] - estimates[:, 2])
-            s = np.where(previous > 0, change / previous, 0.0)
-        else:
-            s = np.zeros(len(F))
-            change = np.maximum(change, np.where(s > MAX_RATIO, previous, 0.0))
+        previous = np.abs(estimates[:, 1] - estimates[:, 2])
+        s = np.where(previous > 0, change / previous, 0.0)
+        change = np.maximum(change, np.where(s > MAX_RATIO, previous, 0.0))
         floor = 1e-9 * (1.0 + np.abs(F[:, 0]))
         err = change / (1.0 - np.minimum(s, MAX_RATIO)) + floor
     return L, np.where(valid, err, np.nan)

@@ -323,7 +323,7 @@ def run_cell(
     for doubling in range(1, budget.extend + 1):
         redo = np.flatnonzero((traj["outcome"].astype(str) == Outcome.UNDETERMINED).to_numpy()
                               & traj["stop"].isin([str(s) for s in DETERMINISTIC_BUDGETS]))
-        if redo.size == 0 or time.perf_counter() - start > budget.wall_time:
+        if redo.size == 0:  # never the clock: a row the safety net cuts says so itself
             break
         more, more_cp = attempt(redo, 2**doubling)
         more["traj"] = redo

@@ -256,6 +256,21 @@ def test_aitken_limit_is_exact_on_power_laws_and_refuses_non_decaying_ones():
     assert np.isnan(L[2])  # f decreasing like -log t has no finite limit
 
 
+def test_aitken_error_bar_covers_estimates_that_do_not_settle():
+    """f = 1 + t^-1/2 + t^-0.1/2: the successive estimates change by about as much each
+    octave (s > MAX_RATIO), so the error bar is at least ten times the larger of the last two
+    changes."""
+    t = 20.0 / 2.0 ** np.arange(5)
+    F = (1.0 + t**-0.5 + 0.5 * t**-0.1)[None, :]
+    L, err = aitken_limit(F)
+    D = F[0, 1:] - F[0, :-1]  # decrease over each octave, most recent first
+    estimates = [F[0, k] - D[k] ** 2 / (D[k + 1] - D[k]) for k in range(3)]
+    np.testing.assert_allclose(L[0], estimates[0], rtol=1e-12)
+    changes = np.abs(np.diff(estimates))
+    assert changes[0] / changes[1] > 0.9
+    assert err[0] >= 10 * changes.max()
+
+
 def test_lambda_max_by_power_iteration():
     p = factorization.mc2x2_example1()
     x = np.array([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
