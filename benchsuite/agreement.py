@@ -43,14 +43,13 @@ def agreement(trajectories: pd.DataFrame, by: tuple[str, ...] = ("problem", "int
     if spoke.empty:
         return pd.DataFrame(columns=COLUMNS)
     generic = spoke["generic_outcome"].astype(str)
-    truth = spoke["certificate"].astype(str)
     confident = generic.isin([str(o) for o in CONFIDENT])
     flags = pd.DataFrame({
         "certified": 1,
-        "agree": (generic == truth).astype(int),
+        "agree": (generic == spoke["certificate"].astype(str)).astype(int),
         "undetermined": (generic == Outcome.UNDETERMINED).astype(int),
         "other": (~confident & (generic != Outcome.UNDETERMINED)).astype(int),
-        "disagree": (confident & (generic != truth)).astype(int),
+        "disagree": _disagrees(spoke).astype(int),
     })
     keys = [spoke[k].astype(str) for k in by]
     return flags.groupby(keys).sum()[COLUMNS]
@@ -60,7 +59,11 @@ def confident_disagreements(trajectories: pd.DataFrame) -> pd.DataFrame:
     """The rows whose confident generic label contradicts their certificate."""
     if trajectories.empty or not {"generic_outcome", "certificate"} <= set(trajectories):
         return trajectories.iloc[0:0]
+    return trajectories[_disagrees(trajectories)]
+
+
+def _disagrees(trajectories: pd.DataFrame) -> pd.Series:
+    """A certificate spoke, and the generic label is a landscape label other than its."""
     generic = trajectories["generic_outcome"].astype(str)
     truth = trajectories["certificate"].astype(str)
-    return trajectories[(truth != "") & generic.isin([str(o) for o in CONFIDENT])
-                        & (generic != truth)]
+    return (truth != "") & generic.isin([str(o) for o in CONFIDENT]) & (generic != truth)

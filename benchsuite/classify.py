@@ -242,8 +242,7 @@ def _apply(rules: tuple[Rule, ...], ev: dict[str, Any], batch: int
         open_ = outcome == ""
         if not open_.any():
             break
-        with np.errstate(all="ignore"):
-            mask, labels = rule.decide(ev)
+        mask, labels = rule.decide(ev)
         fresh = np.asarray(mask, dtype=bool) & open_
         labels = np.broadcast_to(np.asarray(labels, dtype=object), (batch,))
         outcome[fresh], reason[fresh] = labels[fresh], rule.name
@@ -460,9 +459,7 @@ def _step_limit_evidence(problem: Any, integrator: Any, ev: dict[str, Any]
         return h_lambda, 2.0
     if h is None or not problem.smooth:
         return h_lambda, limit
-    live = (np.isin(ev["stop"], [str(s) for s in (Stop.T_MAX, Stop.MAX_STEPS, Stop.MAX_EVALS)])
-            & np.isfinite(ev["f"]) & np.all(np.isfinite(ev["x"]), axis=1)
-            & ~(ev["gap"] <= ev["gap_tol"]))
+    live = _judged(ev) & ~_near_infimum(ev)
     if live.any():
         try:
             h_lambda[live] = float(h) * lambda_max(problem, ev["x"][live])
@@ -542,6 +539,18 @@ def lambda_max(problem: Any, x: np.ndarray, iterations: int = POWER_ITERATIONS) 
 
 
 # -- the rules ------------------------------------------------------------------------------------
+
+
+def _budget_stop(ev: dict[str, Any]) -> np.ndarray:
+    """Rows that ran until a deterministic budget ended them."""
+    return np.isin(ev["stop"], [str(s) for s in DETERMINISTIC_BUDGETS])
+
+
+def _judged(ev: dict[str, Any]) -> np.ndarray:
+    """Rows whose last point can be examined (curvature, certificate): ended by a budget, with
+    a finite point and value."""
+    return (_budget_stop(ev) & np.isfinite(ev["f"])
+            & np.all(np.isfinite(ev["x"]), axis=1))
 
 
 def _near_infimum(ev: dict[str, Any]) -> np.ndarray:
@@ -632,7 +641,7 @@ GENERIC_RULES: tuple[Rule, ...] = (
     Rule("safety_net", lambda ev: (ev["stop"] == Stop.WALL_TIME, Outcome.UNDETERMINED)),
     Rule("nonfinite", lambda ev: (ev["stop"] == Stop.NONFINITE, Outcome.DIVERGED)),
     Rule("blowup", lambda ev: ((ev["norm"] > BLOWUP_NORM) | (ev["f"] < -BLOWUP_VALUE)
-                               | (np.isin(ev["stop"], [str(s) for s in DETERMINISTIC_BUDGETS])
+                               | (_budget_stop(ev)
                                   & ~(np.isfinite(ev["f"]) & np.isfinite(ev["norm"]))),
                                Outcome.DIVERGED)),
     Rule("step_limit", _rule_step_limit),
@@ -653,6 +662,7 @@ def _missing(ev: dict[str, Any]) -> np.ndarray:
     batch = len(ev["f"])
     why = np.full(batch, "undetermined: |x| neither settled nor growing steadily", dtype=object)
     L, err = ev["f_limit"], ev["f_limit_err"]
+    stationary = _stationary(ev)
     cases = [  # later entries win
         (ev["rising"] & ~ev["sustained"], "undetermined: the growth of |x| is slowing down"),
         (ev["sustained"] & ~ev["steady"],
@@ -672,14 +682,13 @@ def _missing(ev: dict[str, Any]) -> np.ndarray:
         (ev["steady"] & np.isnan(ev["curvature"]),
          "undetermined: no curvature evidence (nonsmooth, or too many dimensions) to tell a "
          "minimum at infinity from a saddle"),
-        (_stationary(ev) & ~_near_infimum(ev) & ~_at_known_critical_value(ev),
+        (stationary & ~_near_infimum(ev) & ~_at_known_critical_value(ev),
          "undetermined: stationary at a value that is none of the problem's critical values"),
-        (~ev["covered"] & ~_stationary(ev),
+        (~ev["covered"] & ~stationary,
          f"undetermined: fewer than {OCTAVES} octaves of flow time recorded"),
     ]
-    with np.errstate(invalid="ignore"):
-        for mask, text in cases:
-            why[np.asarray(mask, dtype=bool)] = text
+    for mask, text in cases:
+        why[np.asarray(mask, dtype=bool)] = text
     return why
 
 
@@ -691,9 +700,7 @@ def _certificate_labels(problem: Any, ev: dict[str, Any], found: list[str] | Non
     labels = np.full(batch, "", dtype=object)
     if problem.certificate is None:
         return labels
-    judged = np.flatnonzero(np.isin(ev["stop"], [str(s) for s in (Stop.T_MAX, Stop.MAX_STEPS,
-                                                                    Stop.MAX_EVALS)])
-                            & np.isfinite(ev["f"]) & np.all(np.isfinite(ev["x"]), axis=1))
+    judged = np.flatnonzero(_judged(ev))
     if judged.size == 0:
         return labels
     try:

@@ -384,11 +384,10 @@ def verdicts_html(traj: pd.DataFrame, sections: list[str], table_html: Any) -> N
     board = agreement(traj, by=("problem", "integrator"))
     if len(board):
         total = int(board["disagree"].sum())
-        sections.append(
-            f"<p>Where a problem's exact certificate speaks, it is the truth; the generic rules "
-            f"alone (<code>generic_outcome</code>) {'never contradict it' if total == 0 else ''}"
-            f"{'' if total == 0 else f'contradict it on {total} trajectories: a bug to report'}."
-            "</p>")
+        verdict = ("never contradict it" if total == 0 else
+                   f"contradict it on {total} trajectories: a bug to report")
+        sections.append(f"<p>Where a problem's exact certificate speaks, it is the truth; the "
+                        f"generic rules alone (<code>generic_outcome</code>) {verdict}.</p>")
         table_html(board, "Generic rules against the certificates")
 
 
