@@ -450,9 +450,9 @@ def _step_limit_evidence(problem: Any, integrator: Any, ev: dict[str, Any]
     problems (NaN elsewhere), and the method's stability limit."""
     batch = len(ev["f"])
     h_lambda = np.full(batch, np.nan)
-    try:
-        h = getattr(integrator, "explicit_step", None)
-        limit = float(getattr(integrator, "stability_limit", 2.0))
+    try:  # not getattr with a default: it would swallow an AttributeError of a broken property
+        h = integrator.explicit_step
+        limit = float(integrator.stability_limit)
     except Exception as exc:  # a broken declaration: no step-limit evidence, and say so
         _report(ev.get("found"), f"integrator {getattr(integrator, 'name', integrator)!r}: its "
                 f"fixed-step declaration raised {type(exc).__name__}: {exc}")
