@@ -176,6 +176,14 @@ def test_classifier_on_a_cell_without_checkpoints_does_not_raise():
     assert not out["reason"].str.contains("classifier failed").any()
 
 
+def test_an_unreadable_table_gives_undetermined_rows_that_say_why():
+    table = pd.DataFrame({"traj": [0, 1], "stop": ["t_max", "t_max"], "f": ["x", "y"]})
+    out = classify(EXAMPLE1, DormandPrince(), table, pd.DataFrame())
+    assert (out["outcome"].astype(str) == "undetermined").all()
+    assert out["reason"].str.contains("the classifier failed: ValueError").all()
+    assert (out["generic_outcome"].astype(str) == "undetermined").all()
+
+
 @dataclass(frozen=True)
 class BrokenDeclaration(Integrator):
     """Euler whose fixed-step declaration raises."""
