@@ -37,7 +37,7 @@ import tomllib
 import warnings
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -46,12 +46,14 @@ from typing import Any
 import numpy as np
 
 from benchsuite.execution import Executor, TaskFailure, default_executor
+from benchsuite.fingerprint import fingerprint
 from benchsuite.harness import Budget, CellResult, Recording, failed_result, run_cell
 from benchsuite.integrator import Integrator
 from benchsuite.observer import Observers
 from benchsuite.plugins import Registry
 from benchsuite.problem import Problem
-from benchsuite.results import RunStore, cell_key
+from benchsuite.results import CellWriteError, DamagedCellWarning, RunStore, cell_key
+from benchsuite.schema import CampaignSchema, SchemaError, validate_campaign
 
 _SPEC = re.compile(r"^\s*([A-Za-z0-9_\-.*?\[\]]+)\s*(?:\((.*)\))?\s*$", re.DOTALL)
 KEY_LIBRARIES = ("numpy", "scipy", "pandas", "pyarrow", "pluggy", "array-api-compat")
@@ -112,10 +114,27 @@ class Campaign:
     certificates: bool = True
 
     def __post_init__(self) -> None:
-        if not 1 <= self.n_points <= 10_000_000:
-            raise CampaignError(f"n_points must be between 1 and 10^7, got {self.n_points}")
-        if self.seed < 0:
-            raise CampaignError(f"seed must be >= 0, got {self.seed}")
+        # Every way of building a campaign (a file, Python, the command line through
+        # dataclasses.replace) goes through the same schema; values come back normalized
+        # (tuples of names, Python scalars, floats where floats are due).
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key in ("budget", "recording"):
+            if is_dataclass(data[key]) and not isinstance(data[key], type):
+                data[key] = asdict(data[key])
+        try:
+            valid = validate_campaign(data)
+        except SchemaError as exc:
+            raise CampaignError(f"campaign: {exc}") from exc
+        for key, value in _runtime_fields(valid).items():
+            object.__setattr__(self, key, value)
+
+
+def _runtime_fields(valid: CampaignSchema) -> dict[str, Any]:
+    """A validated campaign as Campaign's fields (Budget and Recording as runtime objects)."""
+    values = {f.name: getattr(valid, f.name) for f in fields(Campaign)}
+    values["budget"] = Budget(**valid.budget.model_dump())
+    values["recording"] = Recording(**valid.recording.model_dump())
+    return values
 
 
 @dataclass(frozen=True)
@@ -133,10 +152,6 @@ class Cell:
     def labels(self) -> dict[str, Any]:
         return {"problem": self.problem.name, "integrator": self.integrator.label,
                 "method": self.integrator.name}
-
-
-_SECTIONS = {"budget": Budget, "recording": Recording}
-_TOP_LEVEL = {"problems", "integrators", "n_points", "seed", "certificates", *_SECTIONS}
 
 
 PACKAGED = Path(__file__).parent / "campaigns"
@@ -161,48 +176,24 @@ def load_campaign(path: str | Path) -> Campaign:
         raise CampaignError(f"cannot read campaign file {path}: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise CampaignError(f"{path}: not valid TOML: {exc}") from exc
+    except (RecursionError, MemoryError) as exc:
+        raise CampaignError(f"{path}: nested too deeply (or too large) to read: a campaign "
+                            "file holds only flat lists and two tables") from exc
     return campaign_from_dict(data, source=str(path))
 
 
 def campaign_from_dict(data: dict[str, Any], source: str = "campaign") -> Campaign:
-    """Build and validate a Campaign from parsed TOML data."""
-    unknown = set(data) - _TOP_LEVEL
-    if unknown:
-        raise CampaignError(f"{source}: unknown key(s) {sorted(unknown)}; allowed: "
-                            f"{sorted(_TOP_LEVEL)}")
-    kwargs: dict[str, Any] = {}
-    for key in ("problems", "integrators"):
-        if key in data:
-            value = data[key]
-            if isinstance(value, str):
-                value = [value]
-            if not (isinstance(value, list | tuple) and value
-                    and all(isinstance(v, str) for v in value)):
-                raise CampaignError(f"{source}: {key} must be a non-empty list of strings")
-            kwargs[key] = tuple(value)
-    for key in ("n_points", "seed"):
-        if key in data:
-            if not isinstance(data[key], int) or isinstance(data[key], bool):
-                raise CampaignError(f"{source}: {key} must be an integer, got {data[key]!r}")
-            kwargs[key] = data[key]
-    if "certificates" in data:
-        if not isinstance(data["certificates"], bool):
-            raise CampaignError(f"{source}: certificates must be true or false, got "
-                                f"{data['certificates']!r}")
-        kwargs["certificates"] = data["certificates"]
-    for key, cls in _SECTIONS.items():
-        if key in data:
-            section = data[key]
-            allowed = {f.name for f in fields(cls)}
-            if not isinstance(section, dict) or set(section) - allowed:
-                raise CampaignError(f"{source}: [{key}] accepts only {sorted(allowed)}")
-            try:
-                kwargs[key] = cls(**section)
-            except (TypeError, ValueError) as exc:
-                raise CampaignError(f"{source}: [{key}]: {exc}") from exc
+    """Build and validate a Campaign from parsed TOML data (or a manifest's ``campaign``).
+
+    The schema (:mod:`benchsuite.schema`) checks every key; errors start with ``source``.
+    """
     try:
-        return Campaign(**kwargs)
-    except (TypeError, ValueError) as exc:
+        valid = validate_campaign(data)
+    except SchemaError as exc:
+        raise CampaignError(f"{source}: {exc}") from exc
+    try:
+        return Campaign(**_runtime_fields(valid))
+    except (TypeError, ValueError) as exc:  # not expected: the schema is the stricter check
         raise CampaignError(f"{source}: {exc}") from exc
 
 
@@ -220,6 +211,10 @@ def parse_spec(spec: str) -> tuple[str, list[dict[str, Any]]]:
     except tomllib.TOMLDecodeError as exc:
         raise CampaignError(f"cannot read the parameters of {spec!r}: {exc}; write them as "
                             "key = value pairs separated by commas") from exc
+    except (RecursionError, MemoryError) as exc:
+        shown = repr(spec if len(spec) <= 60 else spec[:57] + "...")
+        raise CampaignError(f"cannot read the parameters of {shown}: nested too deeply (or too "
+                            "large); write key = value or key = [v1, v2]") from exc
     keys = list(params)
     grids = [v if isinstance(v, list) else [v] for v in params.values()]
     return name, [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grids)]
@@ -289,18 +284,42 @@ def _check_memory(problems: Sequence[Problem], n_points: int) -> None:
 
 
 def initial_points(problem: Problem, n_points: int, seed: int, replicate: int = 0) -> np.ndarray:
-    """The seeded initial points of a problem, shape (n_points, n), shared by all integrators."""
+    """The seeded initial points of a problem, shape (n_points, n), shared by all integrators.
+
+    A sampler that raises, or returns the wrong shape or a non-real dtype, is reported as a
+    :class:`CampaignError` naming the problem (its cells fail; the campaign goes on).
+    """
     key = zlib.crc32(problem.name.encode())
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(key, replicate)))
-    x0 = np.asarray(problem.sample(rng, n_points), dtype=np.float64)
+    try:
+        drawn = problem.sample(rng, n_points)
+    except Exception as exc:
+        raise CampaignError(f"problem {problem.name}: its sampler raised "
+                            f"{type(exc).__name__}: {exc}") from exc
+    kind = np.asarray(drawn).dtype.kind
+    if kind not in "iuf":
+        raise CampaignError(f"problem {problem.name}: its sampler returned dtype "
+                            f"{np.asarray(drawn).dtype}; initial points must be real numbers")
+    x0 = np.asarray(drawn, dtype=np.float64)
     if x0.shape != (n_points, problem.n):
         raise CampaignError(f"problem {problem.name}: its sampler returned shape {x0.shape}, "
                             f"expected {(n_points, problem.n)}")
     return x0
 
 
-def manifest(campaign: Campaign, registry: Registry, cells: list[Cell]) -> dict[str, Any]:
-    """Everything needed to reproduce a run: command, campaign, versions, commit, machine."""
+def manifest(campaign: Campaign, cells: list[Cell]) -> dict[str, Any]:
+    """The part of a run's manifest fixed by its campaign: what runs, from which points."""
+    return {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "campaign": asdict(campaign),
+        "cells": [{**c.labels, "key": c.key, "params": c.integrator.params} for c in cells],
+        "problems": {c.problem.name: c.problem.details() for c in cells},
+        "seed_scheme": "SeedSequence(seed, spawn_key=(crc32(problem name), replicate))",
+    }
+
+
+def invocation(registry: Registry) -> dict[str, Any]:
+    """One invocation of a run (appended to its manifest): command, versions, commit, machine."""
     versions = {}
     for lib in ("benchsuite", *KEY_LIBRARIES):
         try:
@@ -308,12 +327,8 @@ def manifest(campaign: Campaign, registry: Registry, cells: list[Cell]) -> dict[
         except metadata.PackageNotFoundError:
             versions[lib] = None
     return {
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": sys.argv,
-        "campaign": asdict(campaign),
-        "cells": [{**c.labels, "key": c.key, "params": c.integrator.params} for c in cells],
-        "problems": {c.problem.name: c.problem.details() for c in cells},
-        "seed_scheme": "SeedSequence(seed, spawn_key=(crc32(problem name), replicate))",
         "versions": versions,
         "plugins": [{"name": p.name, "distribution": p.distribution, "version": p.version,
                      "status": p.status} for p in registry.plugins],
@@ -341,55 +356,88 @@ def _first_fault(result: CellResult) -> str | None:
     return None if errors.empty else str(errors["message"].iloc[0])
 
 
-def _run_one(task: tuple[Cell, np.ndarray, Campaign]) -> CellResult:
-    cell, x0, campaign = task
+def _run_one(task: tuple[Cell, Campaign]) -> CellResult:
+    # The worker draws the cell's initial points itself: a sampler that raises, hangs or
+    # crashes fails this cell only, and the parent never holds every problem's points.
+    cell, campaign = task
+    x0 = initial_points(cell.problem, campaign.n_points, campaign.seed)
     return run_cell(cell.problem, cell.integrator, x0, campaign.budget,
                     recording=campaign.recording, certificates=campaign.certificates)
 
 
-#: Hard time limit of a cell: its wall-time budget (checked between steps) plus this grace.
+#: A cell is killed at twice its wall-time safety net plus a grace (see :func:`hard_limit_for`).
 HARD_LIMIT_FACTOR, HARD_LIMIT_GRACE = 2.0, 60.0
+
+
+def hard_limit_for(budget: Budget) -> float:
+    """Hard time limit of a cell: twice its wall-time safety net (checked between steps) plus
+    a grace of a minute, or of the net itself when that is shorter."""
+    return budget.wall_time * HARD_LIMIT_FACTOR + min(HARD_LIMIT_GRACE, budget.wall_time)
 
 
 def run_campaign(campaign: Campaign, registry: Registry, run_dir: str | Path,
                  observers: Sequence[Any] = (), executor: Executor | None = None,
-                 hard_limit: float | None = None, strict: bool = False) -> RunStore:
+                 hard_limit: float | None = None, strict: bool = False,
+                 wait: bool = False) -> RunStore:
     """Run every cell not yet on disk, writing each as it finishes; return the store.
 
-    Running the same campaign into the same folder again resumes it: finished cells are kept
-    and skipped. A cell whose worker raises, dies or overruns its hard time limit (default:
-    twice the wall-time budget plus a minute) is written as failed trajectories with the
-    message, and the campaign goes on; with ``strict``, the campaign stops there instead
-    (:class:`CampaignAborted`), that cell written.
+    The folder is locked for the whole run (:class:`~benchsuite.results.FolderBusy` if another
+    process holds it, unless ``wait``) and bound to this campaign's fingerprint
+    (:class:`~benchsuite.results.CampaignMismatch` before any work if it holds another one).
+    Running the same campaign into the same folder again resumes it: intact finished cells
+    are kept; damaged ones are moved aside (with a :class:`DamagedCellWarning`) and
+    recomputed. A cell whose worker raises, dies, overruns its hard time limit (default:
+    :func:`hard_limit_for`) or returns tables that do not fit the schema is written as failed
+    trajectories with the message, and the campaign goes on; with ``strict``, the campaign
+    stops there instead (:class:`CampaignAborted`), that cell written.
     """
     cells = plan(registry, campaign)
     store = RunStore(run_dir)
-    store.ensure_writable()
-    store.write_manifest(manifest(campaign, registry, cells))
-    todo = [c for c in cells if not store.done(c.key)]
+    with store.lock(wait=wait):
+        store.open(fingerprint(campaign, registry, cells), manifest(campaign, cells),
+                   invocation(registry))
+        todo = []
+        for cell in cells:
+            check = store.check(cell.key)
+            if check.status == "damaged":
+                where = store.quarantine(cell.key, check.detail)
+                warnings.warn(f"cell {cell.problem.name} x {cell.integrator.label} is damaged "
+                              f"({check.detail}): moved to {where} and recomputed",
+                              DamagedCellWarning, stacklevel=2)
+            if check.status != "ok":
+                todo.append(cell)
+        _run_cells(todo, campaign, registry, store, observers, executor, hard_limit, strict)
+    return store
+
+
+def _run_cells(todo, campaign, registry, store, observers, executor, hard_limit, strict) -> None:
     notify = Observers([*registry.observers, *observers]).notify
     notify("campaign_started", campaign, todo)
-    points: dict[str, np.ndarray] = {}
-    for cell in todo:
-        if cell.problem.name not in points:
-            points[cell.problem.name] = initial_points(cell.problem, campaign.n_points,
-                                                       campaign.seed)
-    tasks = [(c, points[c.problem.name], campaign) for c in todo]
     executor = executor or default_executor()
     if hard_limit is None:
-        hard_limit = campaign.budget.wall_time * HARD_LIMIT_FACTOR + HARD_LIMIT_GRACE
+        hard_limit = hard_limit_for(campaign.budget)
+    tasks = [(c, campaign) for c in todo]
     for i, result in executor.run(_run_one, tasks, time_limit=hard_limit):
         cell = todo[i]
         if isinstance(result, TaskFailure):
-            result = failed_result(cell.problem, tasks[i][1], result.message)
-        store.write_cell(cell.key, cell.labels, result)
+            result = _failed(cell, campaign, result.message)
+        try:
+            store.write_cell(cell.key, cell.labels, result)
+        except CellWriteError as exc:
+            result = _failed(cell, campaign, str(exc))
+            store.write_cell(cell.key, cell.labels, result)
         for message in result.info.get("warnings", ()):
             origin = registry.source.get(("problem", cell.problem.name))
             who = f"plugin {origin.name} ({origin.distribution})" if origin else "a plugin"
-            warnings.warn(f"{who}: {message}", PluginWarning, stacklevel=2)
+            warnings.warn(f"{who}: {message}", PluginWarning, stacklevel=3)
         notify("cell_finished", cell, result)
         if strict and _first_fault(result) is not None:
             raise CampaignAborted(f"strict mode: {cell.problem.name} x {cell.integrator.label}: "
                                   f"{_first_fault(result)}")
     notify("campaign_finished", store.path)
-    return store
+
+
+def _failed(cell: Cell, campaign: Campaign, message: str) -> CellResult:
+    """A failed cell's rows; its initial points are unknown here (the worker drew them)."""
+    return failed_result(cell.problem, np.full((campaign.n_points, cell.problem.n), np.nan),
+                         message)

@@ -1,16 +1,24 @@
-"""The ``benchsuite`` command line: list, plugins, run, report.
+"""The ``benchsuite`` command line: list, plugins, run, verify, report.
 
-Exit codes: 0 success; 1 the run finished but some trajectories failed with an error;
-2 bad usage or bad input (unknown names, invalid hyperparameters: nothing was run);
-3 a plugin failed to load in strict mode; 4 the results folder cannot be written.
+Exit codes, one meaning each:
+
+- 0: success.
+- 1: the run finished but some trajectories failed with an error (``verify``: damaged cells).
+- 2: bad usage or input, refused before any work: unknown names, invalid values, a grid too
+  large without ``--yes``, a run folder holding another campaign or locked by another run.
+- 3: a plugin failed to load in strict mode.
+- 4: the disk refused a write (full, read-only, no permission); finished cells are kept.
+- 130: interrupted (Ctrl-C, SIGTERM, SIGHUP); finished cells are kept, and running the same
+  command again resumes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import re
+import signal
 import sys
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +36,27 @@ from benchsuite.campaign import (
     plan,
     run_campaign,
 )
-from benchsuite.execution import SerialExecutor, default_executor
+from benchsuite.execution import ForkExecutor, Interrupted, SerialExecutor, default_executor
+from benchsuite.fingerprint import digest, fingerprint
 from benchsuite.harness import MAX_EXTEND
 from benchsuite.observer import ProgressBar
 from benchsuite.plugins import ENV_STRICT, PluginLoadError, Registry, env_flag, load_registry
-from benchsuite.results import RunStore, load_results
+from benchsuite.results import (
+    CampaignMismatch,
+    FolderBusy,
+    RunStore,
+    StoreWriteError,
+    load_results,
+    verify_run,
+)
 from benchsuite.vocabulary import Outcome, Stop
 
 EXIT_TRAJECTORY_ERRORS, EXIT_USAGE, EXIT_PLUGIN, EXIT_UNWRITABLE = 1, 2, 3, 4
+EXIT_INTERRUPTED = 130
+#: Campaigns with more cells, or more trajectories in all, need ``--yes``.
+CONFIRM_CELLS, CONFIRM_TRAJECTORIES = 2_000, 50_000_000
+#: Run ids follow the alphabet of cell names: no separators, no leading dot, no '..'.
+_RUN_ID = re.compile(r"^[A-Za-z0-9_=,+\-][A-Za-z0-9_.=,+\-]{0,119}$")
 
 
 class Context:
@@ -125,9 +146,22 @@ def plugins_cmd(obj: Context) -> None:
             click.echo(f"error in {err}")
 
 
-def _run_id(campaign: Campaign) -> str:
-    blob = json.dumps(asdict(campaign), sort_keys=True, default=str).encode()
-    return "run-" + hashlib.sha256(blob).hexdigest()[:10]
+def _check_run_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and (not _RUN_ID.match(value) or ".." in value):
+        raise click.BadParameter(
+            f"{value!r} is not a safe folder name: use letters, digits and _ . = , + - (at "
+            "most 120, not starting with a dot, no '..'); --results-dir chooses where it goes")
+    return value
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def _echo_interrupted(exc: KeyboardInterrupt, run_dir: Path) -> None:
+    name = getattr(exc, "signal", "SIGINT")
+    click.echo(f"\ninterrupted by {name}: finished cells are kept in {run_dir}; run the same "
+               "command again to resume", err=True)
 
 
 @main.command("run")
@@ -161,18 +195,26 @@ def _run_id(campaign: Campaign) -> str:
                    "classify with the generic rules only.")
 @click.option("--results-dir", default="results", show_default=True, type=click.Path(),
               help="Where run folders go.")
-@click.option("--run-id", default=None,
-              help="Run folder name (default: a hash of the campaign, so the same command "
-                   "resumes).")
+@click.option("--run-id", default=None, callback=_check_run_id,
+              help="Run folder name (default: a hash of the campaign's fingerprint, so the "
+                   "same command resumes).")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None,
               help="Finish an interrupted run: its campaign is read from its manifest.")
-@click.option("-j", "--workers", type=int, default=None,
-              help="Cells run in parallel (default: the number of cores; 1 runs in-process).")
+@click.option("-j", "--workers", type=click.IntRange(min=1), default=None,
+              help="Cells run in parallel, each in its own process (default: one per core).")
+@click.option("--in-process", is_flag=True,
+              help="Debugging only: run cells one by one in this process, with NO containment "
+                   "(a crashing or hanging oracle takes the run with it; no hard time limit).")
+@click.option("--wait", is_flag=True,
+              help="If another run holds the run folder, wait for it instead of refusing.")
+@click.option("-y", "--yes", is_flag=True,
+              help=f"Start campaigns larger than {CONFIRM_CELLS} cells or "
+                   f"{CONFIRM_TRAJECTORIES:.0e} trajectories without refusing.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a TTY).")
 @click.pass_context
 def run_cmd(ctx: click.Context, campaign_file, problems, integrators, n_points, seed, t_max,
             max_steps, max_evals, wall_time, extend, certificates, results_dir, run_id,
-            resume_dir, workers, progress) -> None:
+            resume_dir, workers, in_process, wait, yes, progress) -> None:
     """Run a campaign; with no options, the default one on the built-in catalog.
 
     Results go to RESULTS_DIR/RUN_ID/ (parquet tables and a manifest); finished cells of an
@@ -207,24 +249,46 @@ def run_cmd(ctx: click.Context, campaign_file, problems, integrators, n_points, 
         if budget_changes:
             changes["budget"] = replace(base.budget, **budget_changes)
         campaign = replace(base, **changes)
-        plan(obj.registry, campaign)  # validate every name before any work starts
+        cells = plan(obj.registry, campaign)  # validate every name before any work starts
     except (CampaignError, ValueError, FileNotFoundError) as exc:
         raise click.UsageError(str(exc)) from exc
+    trajectories = len(cells) * campaign.n_points
+    if not yes and (len(cells) > CONFIRM_CELLS or trajectories > CONFIRM_TRAJECTORIES):
+        raise click.UsageError(
+            f"this campaign has {len(cells)} cells and {trajectories} trajectories, more than "
+            f"{CONFIRM_CELLS} cells or {CONFIRM_TRAJECTORIES:.0e} trajectories: check the "
+            "problem globs and integrator grids, and pass --yes to start it anyway")
     if run_dir is None:
-        run_dir = Path(results_dir) / (run_id or _run_id(campaign))
-    executor = SerialExecutor() if workers == 1 else default_executor(workers)
+        print_ = fingerprint(campaign, obj.registry, cells)
+        run_dir = Path(results_dir) / (run_id or f"run-{digest(print_)[:10]}")
+    if in_process:
+        executor = SerialExecutor()
+    else:  # -j 1 is one forked worker: every cell contained, with its hard time limit
+        executor = ForkExecutor(workers) if workers else default_executor()
     strict = env_flag(ENV_STRICT) if obj.strict is None else obj.strict
+    handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         store = run_campaign(campaign, obj.registry, run_dir, executor=executor, strict=strict,
-                             observers=[ProgressBar(disable=None if progress is None
-                                                    else not progress)])
-    except PermissionError as exc:
+                             wait=wait, observers=[ProgressBar(disable=None if progress is None
+                                                               else not progress)])
+    except (CampaignMismatch, FolderBusy) as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except StoreWriteError as exc:
+        click.echo(f"error: {exc}\nfinished cells are kept in {run_dir}; free some space or "
+                   "choose another --results-dir, then run the same command again to resume",
+                   err=True)
         sys.exit(EXIT_UNWRITABLE)
+    except KeyboardInterrupt as exc:
+        _echo_interrupted(exc, run_dir)
+        sys.exit(EXIT_INTERRUPTED)
     except CampaignAborted as exc:
         click.echo(f"error: {exc}\nfinished cells are kept in {run_dir}; run the same "
                    "command again to resume", err=True)
         sys.exit(EXIT_TRAJECTORY_ERRORS)
+    finally:
+        for sig, previous in handlers.items():
+            signal.signal(sig, previous)
     tables = load_results(store.path)
     with pd.option_context("display.width", 200, "display.max_rows", 1000):
         click.echo(summarize(tables).to_string())
@@ -270,6 +334,36 @@ def verdict_notes(traj: pd.DataFrame, campaign: Campaign) -> list[str]:
     return notes
 
 
+@main.command("verify")
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def verify_cmd(run: str, as_json: bool) -> None:
+    """Check every cell of a run folder against its checksums and its campaign.
+
+    Exit 0 when intact (unfinished cells are listed: incomplete is not damaged), 1 naming
+    each damaged cell, 2 when RUN is not a readable run folder.
+    """
+    try:
+        checks = verify_run(run)
+    except CampaignMismatch as exc:
+        raise click.UsageError(str(exc)) from exc
+    damaged = [c for c in checks if c.status == "damaged"]
+    missing = [c for c in checks if c.status == "missing"]
+    if as_json:
+        click.echo(json.dumps({"run": run, "intact": not damaged,
+                               "cells": [vars(c) for c in checks]}, indent=2))
+    else:
+        click.echo(f"{run}: {len(checks)} cells: {len(checks) - len(damaged) - len(missing)} "
+                   f"intact, {len(missing)} not finished, {len(damaged)} damaged")
+        for c in damaged:
+            click.echo(f"  damaged  {c.key}  ({c.problem} x {c.integrator}): {c.detail}")
+        for c in missing:
+            click.echo(f"  missing  {c.key}  ({c.problem} x {c.integrator})")
+        if damaged:
+            click.echo("a resume of the run moves damaged cells aside and recomputes them")
+    sys.exit(EXIT_TRAJECTORY_ERRORS if damaged else 0)
+
+
 @main.command("report")
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--out", type=click.Path(file_okay=False), default=None,
@@ -283,8 +377,13 @@ def report_cmd(obj: Context, run: str, out: str | None) -> None:
     try:
         tables = load_results(run)
         page = write_report(run, out, registry=obj.registry)
-    except (FileNotFoundError, ValueError) as exc:
+    except ValueError as exc:  # not a run folder, or nothing finished yet
         raise click.UsageError(str(exc)) from exc
+    except OSError as exc:
+        click.echo(f"error: cannot write the report: {exc.strerror or exc} "
+                   f"({getattr(exc, 'filename', None) or out or run}); write it elsewhere "
+                   "with -o DIR", err=True)
+        sys.exit(EXIT_UNWRITABLE)
     with pd.option_context("display.width", 200, "display.max_rows", 200,
                            "display.float_format", "{:.3g}".format):
         board = leaderboard(compact_labels(tables["trajectories"]), by_problem=False)

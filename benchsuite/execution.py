@@ -9,14 +9,19 @@ implement this interface without touching how results are stored.
 process, at most ``workers`` at a time. Forking shares the parent's loaded plugins, so problems
 need not be picklable, and a task that overruns its hard time limit (an oracle that never
 returns) is killed without harming the others. Only results travel back, through a pipe.
+Whatever a task does (raise, call ``sys.exit``, ``os._exit``, crash in native code, run out of
+memory) becomes a :class:`TaskFailure` that says why; workers die with their parent, and
+SIGINT, SIGTERM and SIGHUP stop the run as :class:`Interrupted`, with no worker left behind.
 :class:`SerialExecutor` runs tasks in this process (no hard time limit).
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -26,6 +31,11 @@ from typing import Any, Protocol
 
 #: How often the parent polls its workers (seconds).
 POLL = 0.02
+#: How long the parent waits for a worker to exit once its pipe has answered (seconds).
+JOIN_GRACE = 5.0
+#: The signals that stop a run: the parent acts on them, its workers ignore them.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,20 @@ class TaskFailure:
     """A task that raised, was killed at its time limit, or whose worker died."""
 
     message: str
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal (SIGINT, SIGTERM or SIGHUP); ``signal`` is its name.
+
+    A :class:`KeyboardInterrupt`, so code that handles Ctrl-C handles the others alike.
+    """
+
+    def __init__(self, signal_name: str = "SIGINT") -> None:
+        super().__init__(signal_name)  # args as given: pickles and copies round-trip
+        self.signal = signal_name
+
+    def __str__(self) -> str:
+        return f"interrupted by {self.signal}"
 
 
 class Executor(Protocol):
@@ -54,18 +78,97 @@ class SerialExecutor:
                 yield i, TaskFailure(f"{type(exc).__name__}: {exc}")
 
 
-def _child(fn, task, conn) -> None:
-    # Ctrl-C reaches the whole process group. Only the parent may act on it: it kills its
-    # workers and records nothing for their cells, which a rerun then computes. A worker that
-    # caught it would report its cell as failed, and a resumed run would skip that cell.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _signal_name(signum: int) -> str:
     try:
-        result = fn(task)
-        conn.send(("ok", result))
-    except Exception as exc:
-        conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"))
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _die_with_parent(parent: int) -> None:
+    """Make this worker die when its parent does, so that a parent killed by SIGKILL (which
+    runs no cleanup) leaves no worker computing cells that nobody will record."""
+    if sys.platform.startswith("linux"):
+        # The kernel sends us SIGKILL when the thread that forked us exits: ForkExecutor.run
+        # forks from the thread that consumes its results, which outlives the workers.
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            ok = libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            ok = False
+        if ok:
+            if os.getppid() != parent:  # the parent died before prctl: nobody to signal us
+                os._exit(1)
+            return
+
+    def watch() -> None:  # no prctl (macOS, ...): poll; an orphan is adopted by another pid
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="benchsuite-parent-watch", daemon=True).start()
+
+
+def _child(fn, task, conn, parent: int) -> None:
+    _die_with_parent(parent)
+    # Ctrl-C reaches the whole process group, and a service manager or a closing terminal may
+    # signal it all too. Only the parent may act on these: it kills its workers and records
+    # nothing for their cells, which a rerun then computes. A worker that caught one would
+    # report its cell as failed, and a resumed run would skip that cell.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    try:
+        try:  # BaseException: a sys.exit or KeyboardInterrupt in a cell is that cell's failure
+            message = ("ok", fn(task))
+        except SystemExit as exc:
+            message = ("error", f"the cell called sys.exit({exc.code!r})\n"
+                                f"{traceback.format_exc(limit=5)}")
+        except KeyboardInterrupt:  # workers ignore SIGINT: the cell's own code raised it
+            message = ("error", "the cell raised KeyboardInterrupt\n"
+                                f"{traceback.format_exc(limit=5)}")
+        except BaseException as exc:
+            message = ("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+        try:
+            conn.send(message)
+        except Exception as exc:  # a result that cannot be pickled: pickling precedes writing
+            conn.send(("error", f"could not send the result back: {type(exc).__name__}: {exc}"))
     finally:
         conn.close()
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """Why a worker ended without returning a result, from its exit code (negative: signal)."""
+    if exitcode is None:
+        return "worker closed its result pipe without a result and did not exit; killed"
+    if exitcode >= 0:
+        return (f"worker exited with code {exitcode} before returning a result "
+                "(os._exit in the cell's code?)")
+    signum = -exitcode
+    hint = {signal.SIGKILL: ": out of memory? (the kernel's OOM killer sends SIGKILL)",
+            signal.SIGSEGV: ": a crash in native code (a C extension, ctypes)?",
+            signal.SIGBUS: ": a crash in native code (a C extension, ctypes)?",
+            signal.SIGILL: ": a crash in native code (a C extension, ctypes)?",
+            signal.SIGFPE: ": a crash in native code (a C extension, ctypes)?",
+            signal.SIGABRT: ": an abort in native code (a failed C assertion?)"}.get(signum, "")
+    return f"worker killed by signal {_signal_name(signum)} ({signum}){hint}"
+
+
+def _collect(proc, conn) -> Any:
+    """The result of a worker whose pipe answered or that ended; the worker is joined."""
+    outcome = None
+    if conn.poll():  # true on EOF as well: the worker died without sending anything
+        try:
+            status, payload = conn.recv()
+            outcome = payload if status == "ok" else TaskFailure(payload)
+        except Exception:  # EOF, or cut short: say how the worker ended instead
+            pass
+    proc.join(JOIN_GRACE)
+    if proc.exitcode is None:  # it lingers (a non-daemon thread of the cell's code?)
+        proc.kill()
+        proc.join()
+        if outcome is None:
+            return TaskFailure(describe_exit(None))
+    return outcome if outcome is not None else TaskFailure(describe_exit(proc.exitcode))
 
 
 class ForkExecutor:
@@ -80,37 +183,33 @@ class ForkExecutor:
         running: dict[int, tuple[Any, Any, float]] = {}  # index -> (process, conn, start)
         # A Ctrl-C that lands while os.fork runs the at-fork hooks (logging registers one)
         # raises inside the hook, where CPython prints "Exception ignored" and drops it: the
-        # run would go on. So the handler only records the interrupt, and the loop raises it.
-        interrupted = []
-        previous = None
+        # run would go on. So the handlers only record the signal, and the loop raises it.
+        interrupted: list[int] = []
+        previous = {}
         if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+            for signum in STOP_SIGNALS:
+                previous[signum] = signal.signal(signum, lambda s, _: interrupted.append(s))
         try:
-            while pending or running:
-                if interrupted:
-                    raise KeyboardInterrupt
+            while True:
+                if interrupted:  # checked once more after the last result: a signal that
+                    raise Interrupted(_signal_name(interrupted[0]))  # came then still stops
+                if not (pending or running):
+                    break
                 while pending and len(running) < self.workers:
                     i = pending.pop()
                     receive, send = self._ctx.Pipe(duplex=False)
-                    proc = self._ctx.Process(target=_child, args=(fn, tasks[i], send),
-                                             daemon=True)
+                    proc = self._ctx.Process(target=_child,
+                                             args=(fn, tasks[i], send, os.getpid()), daemon=True)
                     proc.start()
                     send.close()
                     running[i] = (proc, receive, time.monotonic())
                 finished = []
                 for i, (proc, conn, start) in running.items():
-                    if conn.poll():
-                        try:
-                            status, payload = conn.recv()
-                        except (EOFError, OSError) as exc:
-                            status, payload = "error", f"worker died: {exc}"
-                        proc.join()
+                    # A worker that sent its result and exited between the poll and is_alive
+                    # has its result in the pipe: _collect polls again once it has ended.
+                    if conn.poll() or not proc.is_alive():
                         finished.append(i)
-                        yield i, payload if status == "ok" else TaskFailure(payload)
-                    elif not proc.is_alive():
-                        proc.join()
-                        finished.append(i)
-                        yield i, TaskFailure(f"worker died with exit code {proc.exitcode}")
+                        yield i, _collect(proc, conn)
                     elif time_limit is not None and time.monotonic() - start > time_limit:
                         proc.kill()
                         proc.join()
@@ -122,13 +221,15 @@ class ForkExecutor:
                     running.pop(i)[1].close()
                 if running and not finished:
                     time.sleep(POLL)
-        finally:  # the caller stopped early (Ctrl-C, an error): leave no orphan behind
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+        finally:  # the caller stopped early (a signal, an error): leave no orphan behind
             for proc, conn, _ in running.values():
                 proc.kill()
                 proc.join()
                 conn.close()
+            # only now: a second Ctrl-C must not cut the cleanup above short
+            for signum, handler in previous.items():
+                if handler is not None:
+                    signal.signal(signum, handler)
 
 
 def default_executor(workers: int | None = None) -> Executor:

@@ -31,7 +31,7 @@ from benchsuite.arrays import namespace, to_numpy
 from benchsuite.classify import classify
 from benchsuite.columns import point_column
 from benchsuite.integrator import Flag, Integrator, RowErrors, State
-from benchsuite.oracle import Oracle
+from benchsuite.oracle import Oracle, checked
 from benchsuite.problem import Problem
 from benchsuite.vocabulary import DETERMINISTIC_BUDGETS, OUTCOMES, STOP_MESSAGES, Outcome, Stop
 
@@ -178,8 +178,9 @@ class _Recorder:
         x = state.x if local.size == state.x.shape[0] else xp.take(
             state.x, xp.asarray(local), axis=0)
         xh = to_numpy(x)
-        f, f_errors = _isolating_eval(problem.f, x, ())
-        g, g_errors = _isolating_eval(problem.first_order, x, (problem.n,))
+        f, f_errors = _isolating_eval(problem.f, x, (), f"{problem.name}.f")
+        g, g_errors = _isolating_eval(problem.first_order, x, (problem.n,),
+                                      f"{problem.name}.grad")
         raised = np.zeros(local.size, dtype=bool)
         for row, msg in {**g_errors, **f_errors}.items():
             raised[row] = True
@@ -202,7 +203,8 @@ class _Recorder:
             except Exception:  # a broken invariant costs the drift column, not the cell
                 self.inv0 = None
         if self.inv0 is not None:
-            inv, _ = _isolating_eval(problem.invariant, x, self.inv0.shape[1:])
+            inv, _ = _isolating_eval(problem.invariant, x, self.inv0.shape[1:],
+                                     f"{problem.name}.invariant")
             row["drift"] = np.linalg.norm(inv - self.inv0[ids], axis=1)
         if problem.n <= POINTS_MAX_DIM:
             for j in range(problem.n):
@@ -361,18 +363,21 @@ def _run_rows(problem, integrator, x0, budget, recording, xp, start, certificate
     return traj, checkpoints
 
 
-def _isolating_eval(fn: Any, x: Any, tail: tuple[int, ...]) -> tuple[np.ndarray,
-                                                                       dict[int, str]]:
-    """``fn(x)`` on the host, of shape ``(B, *tail)``; rows for which it raises (found by
-    bisection) become NaN and are returned as ``{row: message}``."""
+def _isolating_eval(fn: Any, x: Any, tail: tuple[int, ...], what: str
+                    ) -> tuple[np.ndarray, dict[int, str]]:
+    """``fn(x)`` on the host, of shape ``(B, *tail)``; rows for which it raises or returns
+    something other than real floats (found by bisection) become NaN and are returned as
+    ``{row: message}`` (``what`` names the oracle in messages)."""
     try:
-        return np.asarray(to_numpy(fn(x)), dtype=np.float64), {}
+        name, kind = what.rsplit(".", 1)
+        return np.asarray(to_numpy(checked(fn(x), (x.shape[0], *tail), name, kind)),
+                          dtype=np.float64), {}
     except Exception as exc:
         if x.shape[0] == 1:
             return np.full((1, *tail), np.nan), {0: f"{type(exc).__name__}: {exc}"}
     half = x.shape[0] // 2
-    lo_vals, lo_err = _isolating_eval(fn, x[:half], tail)
-    hi_vals, hi_err = _isolating_eval(fn, x[half:], tail)
+    lo_vals, lo_err = _isolating_eval(fn, x[:half], tail, what)
+    hi_vals, hi_err = _isolating_eval(fn, x[half:], tail, what)
     return (np.concatenate([lo_vals, hi_vals]),
             {**lo_err, **{half + r: m for r, m in hi_err.items()}})
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
+import numbers
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -198,14 +199,27 @@ class Integrator(abc.ABC):
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def with_params(self, **params: Any) -> Self:
-        """A copy with other hyperparameters (validated by ``__post_init__``)."""
+        """A copy with other hyperparameters.
+
+        Each value must have the type of the hyperparameter's default (a number for a number,
+        an integer for an integer, a bool for a bool, a string for a string: a TypeError says
+        which otherwise; an integral float such as 3.0 becomes 3 for an integer); then
+        ``__post_init__`` validates the values themselves.
+        """
         unknown = set(params) - set(self.params)
         if unknown:
             raise ValueError(
                 f"integrator {self.name!r} has no hyperparameter {sorted(unknown)}; "
                 f"it has {sorted(self.params)}"
             )
-        return dataclasses.replace(self, **params)
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        checked = {}
+        for key, value in params.items():
+            default = defaults[key]
+            if default is dataclasses.MISSING:  # no default: the current value's type
+                default = getattr(self, key)
+            checked[key] = _check_type(self.name, key, default, value)
+        return dataclasses.replace(self, **checked)
 
     @property
     def label(self) -> str:
@@ -220,9 +234,35 @@ class Integrator(abc.ABC):
         return text.strip().splitlines()[0]
 
 
+def _check_type(owner: str, key: str, default: Any, value: Any) -> Any:
+    """``value`` for a hyperparameter whose default is ``default``, if its type fits.
+
+    bool needs a bool; a number (int or float) refuses bools and non-numbers; an int refuses
+    non-integral floats (3.0 becomes 3); a str needs a str; None and other types: no check.
+    """
+    def refuse(expected: str) -> TypeError:
+        return TypeError(f"{owner}: hyperparameter {key} must be {expected}, got {value!r}")
+
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise refuse("a boolean (true or false)")
+    elif isinstance(default, numbers.Real):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise refuse("an integer" if isinstance(default, numbers.Integral) else "a number")
+        if isinstance(default, numbers.Integral) and not isinstance(value, numbers.Integral):
+            if not float(value).is_integer():
+                raise refuse("an integer")
+            value = int(value)
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise refuse("a string")
+    return value
+
+
 def require_positive(owner: str, **values: float) -> None:
-    """Raise a ValueError naming the hyperparameter unless every value is finite and > 0."""
+    """Raise a ValueError naming the hyperparameter unless every value is finite and > 0
+    (booleans are not numbers here)."""
     for key, value in values.items():
-        if not (isinstance(value, int | float) and 0 < value < float("inf")):
+        if isinstance(value, bool) or not (isinstance(value, int | float)
+                                           and 0 < value < float("inf")):
             raise ValueError(f"{owner}: hyperparameter {key} must be a finite number > 0, "
                              f"got {value!r}")

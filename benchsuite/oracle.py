@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import array_api_compat
 import numpy as np
 
 from benchsuite.problem import Array, Problem
@@ -21,7 +22,44 @@ KINDS = ("f", "grad", "prox")
 
 
 class OracleError(RuntimeError):
-    """An oracle returned something that is not a batch of the expected shape."""
+    """An oracle returned something that is not a batch of the expected shape and dtype."""
+
+
+def is_real_floating(out: Array) -> bool:
+    """Whether ``out`` has a real floating dtype (float16/32/64...): O(1), a dtype check.
+
+    Complex results would lose their imaginary part on the way to the tables, and integer or
+    boolean ones truncate the steps: both would give wrong labels rather than errors.
+    """
+    dtype = getattr(out, "dtype", None)
+    if isinstance(dtype, np.dtype):  # numpy (and cupy, jax): the fast path, ~0.1 us
+        return dtype.kind == "f"
+    if dtype is None:
+        return False
+    try:
+        xp = array_api_compat.array_namespace(out)
+    except TypeError:  # an array library that array_api_compat does not know: ask numpy
+        try:
+            return np.dtype(dtype).kind == "f"
+        except TypeError:  # nor numpy: cannot tell, so do not fail rows that may be fine
+            return True
+    return bool(xp.isdtype(dtype, "real floating"))
+
+
+def checked(out: Array, shape: tuple[int, ...], name: str, kind: str) -> Array:
+    """``out`` if it is a batch of this shape with a real floating dtype, else OracleError
+    saying which oracle (``name.kind``) returned what."""
+    if tuple(getattr(out, "shape", ())) != shape:
+        raise OracleError(
+            f"{name}.{kind} returned shape {getattr(out, 'shape', type(out))}, "
+            f"expected {shape}: oracles must be batched over the first axis"
+        )
+    if not is_real_floating(out):
+        raise OracleError(
+            f"{name}.{kind} returned dtype {getattr(out, 'dtype', None)}; oracles must return "
+            "real floating arrays (float64): cast with .astype(float) or fix the formula"
+        )
+    return out
 
 
 @dataclass
@@ -87,12 +125,7 @@ class Oracle:
             counter.partial[self.rows if rows is None else self.rows[rows]] += 1
 
     def _checked(self, out: Array, shape: tuple[int, ...], kind: str) -> Array:
-        if tuple(getattr(out, "shape", ())) != shape:
-            raise OracleError(
-                f"{self.problem.name}.{kind} returned shape {getattr(out, 'shape', type(out))}, "
-                f"expected {shape}: oracles must be batched over the first axis"
-            )
-        return out
+        return checked(out, shape, self.problem.name, kind)
 
     def counts(self, local: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Calls so far of each oracle for the given rows of the current batch (default: all).

@@ -310,7 +310,7 @@ def write_report(run: str | Path, out: str | Path | None = None,
         raise ValueError(f"{run} has no finished cell yet: nothing to report")
     names = short_labels(sorted(traj["integrator"].astype(str).unique()))
     traj, cp = compact_labels(traj), compact_labels(cp) if len(cp) else cp
-    sections: list[str] = []
+    sections: list[str] = [integrity_html(tables["cells"])]
 
     def table_html(frame: pd.DataFrame, caption: str) -> None:
         formatted = frame.to_html(float_format=lambda v: f"{v:.3g}", na_rep="-",
@@ -389,6 +389,24 @@ def verdicts_html(traj: pd.DataFrame, sections: list[str], table_html: Any) -> N
         sections.append(f"<p>Where a problem's exact certificate speaks, it is the truth; the "
                         f"generic rules alone (<code>generic_outcome</code>) {verdict}.</p>")
         table_html(board, "Generic rules against the certificates")
+
+
+def integrity_html(cells: pd.DataFrame) -> str:
+    """A warning at the top of the report for a run that is incomplete or damaged."""
+    counts = cells["status"].value_counts()
+    damaged, missing = int(counts.get("damaged", 0)), int(counts.get("missing", 0))
+    if not damaged and not missing:
+        return ""
+    parts = []
+    if missing:
+        parts.append(f"{missing} of {len(cells)} cells are not finished: this report covers "
+                     "part of the campaign (run the same command again to finish it)")
+    if damaged:
+        names = ", ".join(html.escape(k) for k in cells.loc[cells["status"] == "damaged",
+                                                             "key"][:5])
+        parts.append(f"{damaged} cells are damaged and left out ({names}); "
+                     "<code>benchsuite verify</code> names them and a resume recomputes them")
+    return "".join(f'<p class="warn">{p}.</p>' for p in parts)
 
 
 def _manifest_problems(run: Path) -> dict[str, Any]:

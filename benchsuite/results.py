@@ -1,69 +1,173 @@
-"""Results on disk: ``results/<run-id>/`` with a manifest and per-cell parquet tables.
+"""Results on disk: ``results/<run-id>/``, one campaign per folder, every cell checksummed.
 
 Layout::
 
     results/<run-id>/
-        manifest.json                  command, campaign, seeds, versions, git commit, machine
+        manifest.json                  the campaign, its fingerprint, and every invocation
+                                       (command, versions, git commit, machine), appended
+        cells/<cell>.json              the record of a finished cell: SHA-256 of each of its
+                                       files, the campaign fingerprint and the versions that
+                                       produced it; written last, so it marks the cell done
         trajectories/<cell>.parquet    one row per trajectory
         checkpoints/<cell>.parquet     long form, one row per trajectory and checkpoint
         skipped/<cell>.json            cells whose integrator does not apply, with the reason
         timings/<cell>.json            wall time of each cell (kept out of the tables, so that
                                        a cell's tables are byte-identical between runs)
+        quarantine/<cell>-<time>/      damaged cells moved aside by a resume, with why.txt
+        .lock                          held by the one process writing the folder
 
-Each cell is written on its own and atomically (a temporary file in the same folder, then
-``os.replace``), checkpoints first and trajectories last: a cell counts as done exactly when its
-trajectory file exists, so a killed run never leaves a half-written cell that looks finished.
+Each file is written atomically (a temporary file in the same folder, then ``os.replace``) and
+hashed as written; the cell's record comes last. A killed run therefore never leaves a cell that
+looks finished, and a file changed afterwards (a truncated copy, flipped bits) no longer matches
+its record: resume recomputes such a cell, readers leave it out and say so, and
+:func:`verify_run` names it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
+import math
 import os
+import platform
 import re
+import shutil
+import sys
 import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import filelock
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from benchsuite.fingerprint import differences, digest
 from benchsuite.harness import CellResult
 
 TRAJECTORIES, CHECKPOINTS, SKIPPED, TIMINGS = "trajectories", "checkpoints", "skipped", "timings"
-MANIFEST = "manifest.json"
+CELLS, QUARANTINE, MANIFEST = "cells", "quarantine", "manifest.json"
+LOCK, HOLDER = ".lock", ".lock.holder"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=,+\-]")
+_DATA = (CHECKPOINTS, TRAJECTORIES, SKIPPED, TIMINGS)
+#: Run folder contents that do not make a folder "someone else's" (see :meth:`RunStore.open`).
+_OURS = {MANIFEST, CELLS, QUARANTINE, LOCK, HOLDER, *_DATA, "report"}
+
+
+class FolderBusy(RuntimeError):
+    """Another process holds the run folder's lock."""
+
+
+class CampaignMismatch(ValueError):
+    """The run folder holds another campaign (or is not a run folder at all)."""
+
+
+class StoreWriteError(OSError):
+    """The disk refused a write (full, read-only, permission denied)."""
+
+
+class CellWriteError(ValueError):
+    """A cell's tables cannot be cast to the declared schema (complex numbers, objects)."""
+
+
+class DamagedCellWarning(UserWarning):
+    """A cell's files do not match their record; readers leave the cell out."""
 
 
 def cell_key(problem: str, integrator_label: str) -> str:
     """A file name for a cell: readable, safe (no separators or '..'), and unique."""
     raw = f"{problem}__{integrator_label}"
     safe = _UNSAFE.sub("_", raw).strip(".")[:120]
-    digest = hashlib.sha1(raw.encode()).hexdigest()[:8]
-    return f"{safe}-{digest}"
+    sha = hashlib.sha1(raw.encode()).hexdigest()[:8]
+    return f"{safe}-{sha}"
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through ``write(tmp_path)`` to a temporary file, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+def _file_mode() -> int:
+    """What ``open`` would give a new file under this process's umask (mkstemp gives 0600)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, write: Callable[[str], Any], mode: int) -> str:
+    """Write through ``write(tmp_path)`` to a temporary file, rename it over ``path``; return
+    the SHA-256 of what was written. Disk errors become :class:`StoreWriteError`."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+    except OSError as exc:
+        raise StoreWriteError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
         write(tmp)
+        os.chmod(tmp, mode)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        sha = _sha256(Path(tmp))
         os.replace(tmp, path)
+        return sha
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise StoreWriteError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def _json(data: Any) -> str:
+    """Strict JSON (no bare NaN/Infinity: other tools' parsers reject them)."""
+    return json.dumps(_finite(data), indent=2, sort_keys=True, default=str, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "inf", "-inf", "nan"
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class CellCheck:
+    """The state of one cell of a run folder: ``ok``, ``missing`` or ``damaged`` (with why)."""
+
+    key: str
+    status: str
+    detail: str = ""
+    problem: str = ""
+    integrator: str = ""
+
+
 class RunStore:
-    """One run directory: write cells as they finish, know which are done, read tables back."""
+    """One run folder: lock it, bind it to one campaign, write checksummed cells, read back.
+
+    Parameters
+    ----------
+    path : path-like
+        The run folder (``results/<run-id>``).
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._mode = _file_mode()
+        self._fingerprint: str | None = None
+        self._versions: dict[str, Any] = {}
 
     def ensure_writable(self) -> None:
         """Create the run directory, or raise an error that says what to do."""
@@ -73,57 +177,243 @@ class RunStore:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
-            raise PermissionError(
-                f"cannot write results to {self.path}: {exc.strerror or exc}; choose another "
-                "folder with --results-dir"
-            ) from exc
+            raise StoreWriteError(
+                exc.errno, f"cannot write results to {self.path}: {exc.strerror or exc}; "
+                "choose another folder with --results-dir") from exc
 
-    # -- manifest ---------------------------------------------------------------------------
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
-        text = json.dumps(manifest, indent=2, sort_keys=True, default=str)
-        _atomic_write(self.path / MANIFEST, lambda tmp: Path(tmp).write_text(text))
+    # -- one writer ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, wait: bool = False) -> Iterator[None]:
+        """Hold the folder's lock (an OS file lock: it dies with its process) while writing.
+
+        Raises :class:`FolderBusy`, naming the holder, if another process has it and ``wait``
+        is false; with ``wait``, blocks until it is free.
+        """
+        self._refuse_foreign()
+        self.ensure_writable()
+        lock = filelock.FileLock(self.path / LOCK, thread_local=False)
+        try:
+            lock.acquire(timeout=-1 if wait else 0)
+        except filelock.Timeout:
+            raise FolderBusy(f"{self.path} is being written by {self._holder()}; wait for it "
+                             "(--wait), or choose another --run-id") from None
+        try:
+            holder = {"pid": os.getpid(), "host": platform.node(), "command": sys.argv,
+                      "since": datetime.now(UTC).isoformat(timespec="seconds")}
+            self._write_text(self.path / HOLDER, _json(holder))
+            self._remove_stale_temporaries()
+            yield
+        finally:
+            (self.path / HOLDER).unlink(missing_ok=True)
+            lock.release()
+
+    def _refuse_foreign(self) -> None:
+        """Never write into (or clean up) a folder that is someone else's."""
+        if not self.path.is_dir() or (self.path / MANIFEST).exists():
+            return
+        foreign = sorted(p.name for p in self.path.iterdir() if p.name not in _OURS)
+        if foreign:
+            raise CampaignMismatch(
+                f"{self.path} is not empty and is not a benchsuite run folder (it holds "
+                f"{', '.join(foreign[:5])}); choose another --run-id or --results-dir")
+
+    def _holder(self) -> str:
+        try:
+            h = json.loads((self.path / HOLDER).read_text())
+            return (f"process {h['pid']} on {h['host']} since {h['since']} "
+                    f"({' '.join(map(str, h['command']))[:200]})")
+        except (OSError, ValueError, KeyError, TypeError):
+            return "another process"
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of writers that were killed mid-write (only under the lock: a
+        live writer's temporary file must not vanish)."""
+        for folder in (self.path, *(self.path / d for d in (*_DATA, CELLS))):
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+    # -- one campaign -------------------------------------------------------------------------
+    def open(self, print_: dict[str, Any], static: dict[str, Any],
+             invocation: dict[str, Any]) -> None:
+        """Bind this folder to the campaign with fingerprint ``print_`` and record this
+        invocation; refuse (:class:`CampaignMismatch`) a folder holding anything else.
+
+        ``static`` is the part of the manifest fixed by the campaign (written when the folder
+        is created); ``invocation`` is appended to the manifest's history.
+        """
+        wanted = digest(print_)
+        path = self.path / MANIFEST
+        if path.exists():
+            recorded = self.manifest()
+            old = recorded.get("fingerprint")
+            if not isinstance(old, dict):
+                raise CampaignMismatch(f"{self.path} was written by an older benchsuite (its "
+                                       "manifest has no campaign fingerprint), so it cannot be "
+                                       "checked; start a new run with another --run-id")
+            if digest(old) != wanted:
+                lines = differences(old, print_) or ["the fingerprints differ"]
+                raise CampaignMismatch(
+                    f"{self.path} holds another campaign:\n  " + "\n  ".join(lines)
+                    + "\nnothing was run. To run this campaign, choose a new --run-id (or "
+                    "leave it out: the default id follows the campaign); to finish the "
+                    f"folder's own campaign, use --resume {self.path} with no other options")
+            manifest = {**recorded, "invocations": [*recorded.get("invocations", []),
+                                                    invocation]}
+        else:
+            manifest = {**static, "fingerprint": print_, "fingerprint_sha256": wanted,
+                        "invocations": [invocation]}
+        self._write_text(path, _json(manifest))
+        self._fingerprint, self._versions = wanted, print_["versions"]
 
     def manifest(self) -> dict[str, Any]:
-        return json.loads((self.path / MANIFEST).read_text())
+        """The manifest, or a :class:`CampaignMismatch` saying why it cannot be read."""
+        try:
+            data = json.loads((self.path / MANIFEST).read_text())
+        except FileNotFoundError:
+            raise CampaignMismatch(f"{self.path} is not a benchsuite run (no {MANIFEST}); pass "
+                                   "a folder created by 'benchsuite run'") from None
+        except (OSError, ValueError) as exc:
+            raise CampaignMismatch(f"{self.path / MANIFEST} is damaged ({exc}); the cells "
+                                   "cannot be checked against their campaign") from exc
+        if not isinstance(data, dict):
+            raise CampaignMismatch(f"{self.path / MANIFEST} is damaged (not a JSON object)")
+        return data
 
     # -- cells --------------------------------------------------------------------------------
-    def done(self, key: str) -> bool:
-        return (self.path / TRAJECTORIES / f"{key}.parquet").exists() or (
-            self.path / SKIPPED / f"{key}.json").exists()
+    def _files(self, key: str) -> list[Path]:
+        return [self.path / kind / f"{key}.{'json' if kind in (SKIPPED, TIMINGS) else 'parquet'}"
+                for kind in _DATA]
+
+    def check(self, key: str, fingerprint_sha: str | None = None) -> CellCheck:
+        """Whether cell ``key`` is finished and intact (its files match its record)."""
+        record_path = self.path / CELLS / f"{key}.json"
+        if not record_path.exists():
+            return CellCheck(key, "missing")
+        try:
+            record = json.loads(record_path.read_text())
+            files, labels = record["files"], record.get("labels", {})
+            names = {labels.get("problem", ""), labels.get("integrator", "")}
+            assert isinstance(files, dict) and all(isinstance(n, str) for n in names)
+        except (OSError, ValueError, KeyError, TypeError, AssertionError, AttributeError):
+            return CellCheck(key, "damaged", "its record is unreadable")
+        found = CellCheck(key, "ok", "", labels.get("problem", ""), labels.get("integrator", ""))
+        expected = fingerprint_sha or self._fingerprint
+        if expected is not None and record.get("fingerprint") != expected:
+            return _with(found, "damaged", "it was written under another campaign")
+        allowed = {str(p.relative_to(self.path)) for p in self._files(key)}
+        for rel, sha in files.items():
+            if rel not in allowed:
+                return _with(found, "damaged", f"its record names a foreign file {rel!r}")
+            try:
+                actual = _sha256(self.path / rel)
+            except OSError:
+                return _with(found, "damaged", f"{rel} is missing or unreadable")
+            if actual != sha:
+                return _with(found, "damaged", f"{rel} does not match its checksum")
+        return found
+
+    def quarantine(self, key: str, why: str) -> Path:
+        """Move a damaged cell's record and files aside (never delete: they may be evidence)."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        dest = self.path / QUARANTINE / f"{key}-{stamp}"
+        try:
+            dest.mkdir(parents=True)
+            for path in (self.path / CELLS / f"{key}.json", *self._files(key)):
+                if path.exists():
+                    shutil.move(path, dest / f"{path.parent.name}-{path.name}")
+            (dest / "why.txt").write_text(why + "\n")
+        except OSError as exc:
+            raise StoreWriteError(exc.errno, f"cannot move the damaged cell {key} aside: "
+                                  f"{exc.strerror or exc}") from exc
+        return dest
 
     def write_cell(self, key: str, labels: dict[str, Any], result: CellResult) -> None:
-        """Write one cell's tables, with constant label columns (problem, integrator, ...)."""
-        if result.skipped is not None:
-            text = json.dumps({**labels, "reason": result.skipped}, default=str)
-            _atomic_write(self.path / SKIPPED / f"{key}.json",
-                          lambda tmp: Path(tmp).write_text(text))
-            return
-        timing = json.dumps({**labels, "wall_time": result.wall_time, **result.info},
-                            default=str)
-        _atomic_write(self.path / TIMINGS / f"{key}.json", lambda tmp: Path(tmp).write_text(timing))
-        for kind, table in ((CHECKPOINTS, result.checkpoints), (TRAJECTORIES, result.trajectories)):
-            labelled = _labelled(table, labels)
-            _atomic_write(self.path / kind / f"{key}.parquet",
-                          lambda tmp, t=labelled: write_parquet(t, tmp))
+        """Write one cell's tables, then its record (the cell counts as done from then on).
 
-    def table(self, kind: str) -> pd.DataFrame:
-        """All finished cells' rows of ``kind`` ('trajectories' or 'checkpoints')."""
-        files = sorted((self.path / kind).glob("*.parquet"))
+        The tables get constant label columns (problem, integrator, ...) and are cast to the
+        declared schema first: a value that does not fit raises :class:`CellWriteError` before
+        anything is written. Disk errors raise :class:`StoreWriteError`.
+        """
+        if self._fingerprint is None:
+            raise RuntimeError("RunStore.open() must bind the folder to a campaign first")
+        tables = {}
+        if result.skipped is None:
+            for kind, table in ((CHECKPOINTS, result.checkpoints),
+                                (TRAJECTORIES, result.trajectories)):
+                tables[kind] = to_arrow(_labelled(table, labels), kind)
+        files = {}
+        if result.skipped is not None:
+            files[SKIPPED] = self._write_text(self.path / SKIPPED / f"{key}.json",
+                                              _json({**labels, "reason": result.skipped}))
+        else:
+            files[TIMINGS] = self._write_text(
+                self.path / TIMINGS / f"{key}.json",
+                _json({**labels, "wall_time": result.wall_time, **result.info}))
+            for kind, arrow in tables.items():
+                files[kind] = _atomic_write(self.path / kind / f"{key}.parquet",
+                                            lambda tmp, a=arrow: pq.write_table(a, tmp),
+                                            self._mode)
+        record = {"key": key, "labels": labels, "fingerprint": self._fingerprint,
+                  "versions": self._versions,
+                  "written": datetime.now(UTC).isoformat(timespec="seconds"),
+                  "files": {f"{kind}/{key}.{'json' if kind in (SKIPPED, TIMINGS) else 'parquet'}":
+                            sha for kind, sha in files.items()}}
+        self._write_text(self.path / CELLS / f"{key}.json", _json(record))
+
+    def _write_text(self, path: Path, text: str) -> str:
+        return _atomic_write(path, lambda tmp: Path(tmp).write_text(text), self._mode)
+
+    # -- reading --------------------------------------------------------------------------------
+    def table(self, kind: str, keys: list[str]) -> pd.DataFrame:
+        """Rows of ``kind`` ('trajectories' or 'checkpoints') of the given cells."""
+        files = [p for k in sorted(keys) if (p := self.path / kind / f"{k}.parquet").exists()]
         if not files:
             return pd.DataFrame()
         return pd.concat([read_parquet(f) for f in files], ignore_index=True)
 
-    def sidecars(self, kind: str) -> pd.DataFrame:
-        """The JSON records of ``kind`` ('skipped' or 'timings'), one row per cell."""
-        files = sorted((self.path / kind).glob("*.json"))
+    def sidecars(self, kind: str, keys: list[str]) -> pd.DataFrame:
+        """The JSON records of ``kind`` ('skipped' or 'timings') of the given cells."""
+        files = [p for k in sorted(keys) if (p := self.path / kind / f"{k}.json").exists()]
         return pd.DataFrame([json.loads(f.read_text()) for f in files])
 
 
+def _with(check: CellCheck, status: str, detail: str) -> CellCheck:
+    return CellCheck(check.key, status, detail, check.problem, check.integrator)
+
+
+#: Columns with a declared type; every other column is float64, and list columns (points)
+#: are lists of float64. A value that does not cast safely fails the cell, not the run.
+TEXT_COLUMNS = frozenset({"problem", "integrator", "method", "stop", "message", "outcome",
+                          "reason", "generic_outcome", "certificate"})
+INTEGER_COLUMNS = frozenset({"traj", "steps", "step", "nfev", "ngev", "nprox", "extensions"})
+
+
+def to_arrow(table: pd.DataFrame, kind: str = "") -> pa.Table:
+    """A cell table as Arrow, cast to the declared schema; :class:`CellWriteError` if it does
+    not fit (no pandas schema metadata: pandas 3 cannot read its own back for list columns)."""
+    try:
+        arrow = pa.Table.from_pandas(table, preserve_index=False)
+        fields = []
+        for f in arrow.schema:
+            if pa.types.is_list(f.type):
+                fields.append(pa.field(f.name, pa.list_(pa.float64())))
+            elif f.name in TEXT_COLUMNS:
+                fields.append(f if pa.types.is_dictionary(f.type) else
+                              pa.field(f.name, pa.large_string()))
+            elif f.name in INTEGER_COLUMNS:
+                fields.append(pa.field(f.name, pa.int64()))
+            else:
+                fields.append(pa.field(f.name, pa.float64()))
+        return arrow.cast(pa.schema(fields), safe=True).replace_schema_metadata(None)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+        raise CellWriteError(f"the cell's {kind or 'table'} cannot be stored as declared "
+                             f"(text, int64, float64 or lists of float64): "
+                             f"{type(exc).__name__}: {exc}") from exc
+
+
 def write_parquet(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Write through pyarrow without pandas' schema metadata: pandas 3 cannot read its own
-    metadata back for nested Arrow types (the point columns are lists of doubles)."""
-    arrow = pa.Table.from_pandas(table, preserve_index=False)
-    pq.write_table(arrow.replace_schema_metadata(None), path)
+    """Write a table as parquet through :func:`to_arrow`."""
+    pq.write_table(to_arrow(table), path)
 
 
 def read_parquet(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -143,8 +433,40 @@ def _labelled(table: pd.DataFrame, labels: dict[str, Any]) -> pd.DataFrame:
     return pd.concat([front, table], axis=1)
 
 
+def verify_run(run: str | os.PathLike[str]) -> list[CellCheck]:
+    """Check every cell of a run folder against its record and the campaign's fingerprint.
+
+    Returns one :class:`CellCheck` per cell of the manifest (``ok``, ``missing`` or
+    ``damaged``), plus a ``damaged`` entry for each record that is not one of them. Raises
+    :class:`CampaignMismatch` if the manifest itself is missing or unreadable.
+    """
+    store = RunStore(run)
+    manifest = store.manifest()
+    sha = manifest.get("fingerprint_sha256")
+    if not isinstance(sha, str):
+        raise CampaignMismatch(f"{store.path} was written by an older benchsuite (no campaign "
+                               "fingerprint): its cells cannot be verified")
+    planned = {}
+    for cell in manifest.get("cells", []):
+        if isinstance(cell, dict) and isinstance(cell.get("key"), str):
+            planned[cell["key"]] = cell
+    checks = []
+    for key, cell in sorted(planned.items()):
+        found = store.check(key, sha)
+        checks.append(CellCheck(key, found.status, found.detail, str(cell.get("problem", "")),
+                                str(cell.get("integrator", ""))))
+    for record in sorted((store.path / CELLS).glob("*.json")):
+        if record.stem not in planned:
+            checks.append(CellCheck(record.stem, "damaged", "a cell record that is not part "
+                                    "of this run's campaign"))
+    return checks
+
+
 def load_results(run: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
-    """The tables of a run as pandas DataFrames.
+    """The tables of a run as pandas DataFrames, from its intact cells only.
+
+    Damaged cells (files that do not match their record) are left out with a
+    :class:`DamagedCellWarning`; ``cells`` lists every cell with its state.
 
     Parameters
     ----------
@@ -154,11 +476,24 @@ def load_results(run: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
     Returns
     -------
     dict
-        ``{"trajectories": ..., "checkpoints": ..., "skipped": ..., "timings": ...}``.
+        ``{"trajectories", "checkpoints", "skipped", "timings", "cells"}`` DataFrames.
     """
+    checks = verify_run(run)
+    damaged = [c for c in checks if c.status == "damaged"]
+    if damaged:
+        warnings.warn(f"{len(damaged)} damaged cell(s) left out of {run}: "
+                      + "; ".join(f"{c.key}: {c.detail}" for c in damaged[:5])
+                      + " (benchsuite verify lists them; a resume recomputes them)",
+                      DamagedCellWarning, stacklevel=2)
+    ok = [c.key for c in checks if c.status == "ok"]
     store = RunStore(run)
-    if not (store.path / MANIFEST).exists():
-        raise FileNotFoundError(f"{store.path} is not a benchsuite run (no {MANIFEST}); "
-                                "pass a folder created by 'benchsuite run'")
-    return {TRAJECTORIES: store.table(TRAJECTORIES), CHECKPOINTS: store.table(CHECKPOINTS),
-            SKIPPED: store.sidecars(SKIPPED), TIMINGS: store.sidecars(TIMINGS)}
+    return {TRAJECTORIES: store.table(TRAJECTORIES, ok),
+            CHECKPOINTS: store.table(CHECKPOINTS, ok),
+            SKIPPED: store.sidecars(SKIPPED, ok), TIMINGS: store.sidecars(TIMINGS, ok),
+            CELLS: pd.DataFrame([vars(c) for c in checks],
+                                columns=["key", "status", "detail", "problem", "integrator"])}
+
+
+def disk_full(exc: OSError) -> bool:
+    """Whether an OSError means the disk (or quota) is full."""
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -92,7 +92,8 @@ def test_end_to_end_tables_manifest_and_resume(tmp_path):
     assert set(traj["outcome"].astype(str)) <= {"converged_global", "escape_spurious",
                                                "undetermined", "converged_spurious"}
     manifest = json.loads((store.path / "manifest.json").read_text())
-    assert manifest["campaign"]["seed"] == 0 and manifest["versions"]["numpy"]
+    assert manifest["campaign"]["seed"] == 0
+    assert manifest["invocations"][0]["versions"]["numpy"]
     assert {c["integrator"] for c in manifest["cells"]} == {"euler(h=0.1)", "euler(h=0.05)",
                                                             "rk45(rtol=1e-06,atol=1e-09,"
                                                             "max_step=inf,fixed_step=None)"}
@@ -100,6 +101,8 @@ def test_end_to_end_tables_manifest_and_resume(tmp_path):
     run_campaign(SMALL, reg, tmp_path / "run", executor=SerialExecutor())  # resume: no-op
     after = {p: p.stat().st_mtime_ns for p in (store.path / "trajectories").iterdir()}
     assert before == after
+    history = json.loads((store.path / "manifest.json").read_text())["invocations"]
+    assert len(history) == 2  # every invocation is kept, not overwritten
 
 
 def test_forked_cells_give_the_same_tables_as_in_process(tmp_path):

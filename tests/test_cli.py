@@ -83,7 +83,8 @@ def test_resume_reads_the_campaign_from_the_manifest(tmp_path):
     assert out.exit_code == 0
     trajectories = tmp_path / "r" / "trajectories"
     (cell,) = trajectories.glob("*.parquet")
-    cell.unlink()  # as if the run had been killed before this cell was written
+    cell.unlink()  # as if the run had been killed before this cell was finished
+    (tmp_path / "r" / "cells" / f"{cell.stem}.json").unlink()
     out = invoke("run", "--resume", str(tmp_path / "r"), "--no-progress", "-j", "1")
     assert out.exit_code == 0 and (trajectories / cell.name).exists()
     assert len(load_results(tmp_path / "r")["trajectories"]) == 4

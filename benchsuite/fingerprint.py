@@ -1,0 +1,82 @@
+"""A campaign's fingerprint: everything that changes its results, so a run folder is one campaign.
+
+Two invocations may write into the same run folder only if their fingerprints are equal: the
+same cells (problems, and integrators with their hyperparameters, after globs and grids are
+expanded), the same initial points (count, seed), budgets, recording and certificate setting,
+and the same versions of benchsuite and of every plugin distribution that contributes a cell.
+Anything else (worker count, progress bar, the spelling of a glob) may change freely.
+
+Like a lock file of a package manager, the fingerprint is plain JSON kept in the manifest; its
+SHA-256 names it in each cell's record, so a cell written under another campaign is caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from benchsuite.campaign import Campaign, Cell
+    from benchsuite.plugins import Registry
+
+
+def fingerprint(campaign: Campaign, registry: Registry, cells: list[Cell]) -> dict[str, Any]:
+    """The fingerprint of a planned campaign (JSON-serialisable)."""
+    versions = {"benchsuite": _version("benchsuite")}
+    for cell in cells:
+        for kind, name in (("problem", cell.problem.name), ("integrator", cell.integrator.name)):
+            origin = registry.source.get((kind, name))
+            if origin is not None:
+                versions[origin.distribution] = origin.version
+    return {
+        "cells": sorted(f"{c.problem.name} x {c.integrator.label}" for c in cells),
+        "n_points": campaign.n_points,
+        "seed": campaign.seed,
+        "budget": asdict(campaign.budget),
+        "recording": asdict(campaign.recording),
+        "certificates": campaign.certificates,
+        "versions": dict(sorted(versions.items())),
+    }
+
+
+def digest(print_: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON form of a fingerprint."""
+    blob = json.dumps(print_, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def differences(recorded: dict[str, Any], wanted: dict[str, Any], limit: int = 6) -> list[str]:
+    """What differs between the folder's fingerprint and this invocation's, one line each."""
+    lines = []
+    for key in sorted(set(recorded) | set(wanted)):
+        old, new = recorded.get(key), wanted.get(key)
+        if old == new:
+            continue
+        if key == "cells":
+            gone = sorted(set(old or ()) - set(new or ()))
+            added = sorted(set(new or ()) - set(old or ()))
+            if gone:
+                lines.append(f"cells only in the folder: {_some(gone, limit)}")
+            if added:
+                lines.append(f"cells only in this run: {_some(added, limit)}")
+        elif isinstance(old, dict) and isinstance(new, dict):
+            lines += [f"{key}.{k}: folder has {old.get(k)!r}, this run {new.get(k)!r}"
+                      for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        else:
+            lines.append(f"{key}: folder has {old!r}, this run {new!r}")
+    return lines
+
+
+def _some(items: list[str], limit: int) -> str:
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
