@@ -28,6 +28,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import itertools
+import math
 import os
 import platform
 import re
@@ -197,6 +198,10 @@ def campaign_from_dict(data: dict[str, Any], source: str = "campaign") -> Campai
         raise CampaignError(f"{source}: {exc}") from exc
 
 
+#: The most combinations one integrator spec may expand to (checked before any is built).
+MAX_GRID = 100_000
+
+
 def parse_spec(spec: str) -> tuple[str, list[dict[str, Any]]]:
     """``"euler(h=[0.1, 0.01])"`` -> ``("euler", [{"h": 0.1}, {"h": 0.01}])``."""
     match = _SPEC.match(spec)
@@ -217,6 +222,14 @@ def parse_spec(spec: str) -> tuple[str, list[dict[str, Any]]]:
                             "large); write key = value or key = [v1, v2]") from exc
     keys = list(params)
     grids = [v if isinstance(v, list) else [v] for v in params.values()]
+    empty = [k for k, grid in zip(keys, grids, strict=True) if not grid]
+    if empty:
+        raise CampaignError(f"integrator spec {spec!r}: the grid of {empty[0]} is empty; give "
+                            "at least one value")
+    size = math.prod(len(grid) for grid in grids)
+    if size > MAX_GRID:
+        raise CampaignError(f"integrator spec {spec!r} is a grid of {size} combinations, more "
+                            f"than {MAX_GRID}: split it, or use fewer values")
     return name, [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grids)]
 
 
@@ -265,7 +278,18 @@ def plan(registry: Registry, campaign: Campaign) -> list[Cell]:
     problems = select_problems(registry, campaign.problems)
     integrators = select_integrators(registry, campaign.integrators)
     _check_memory(problems, campaign.n_points)
-    return [Cell(p, i) for p in problems for i in integrators]
+    cells = [Cell(p, i) for p in problems for i in integrators]
+    if not cells:
+        raise CampaignError("the campaign has no cells; check the problem globs and "
+                            "integrator specs")
+    seen: dict[str, Cell] = {}
+    for cell in cells:  # two cells in one file would lose one of them
+        other = seen.setdefault(cell.key, cell)
+        if other is not cell:
+            raise CampaignError(f"cells {other.problem.name} x {other.integrator.label} and "
+                                f"{cell.problem.name} x {cell.integrator.label} would share "
+                                f"the file name {cell.key}; rename one of the problems")
+    return cells
 
 
 def _check_memory(problems: Sequence[Problem], n_points: int) -> None:
@@ -396,6 +420,10 @@ def run_campaign(campaign: Campaign, registry: Registry, run_dir: str | Path,
     with store.lock(wait=wait):
         store.open(fingerprint(campaign, registry, cells), manifest(campaign, cells),
                    invocation(registry))
+        for key in store.strays({c.key for c in cells}):
+            where = store.quarantine(key, "a cell record that is not part of the campaign")
+            warnings.warn(f"a stray cell record {key} was moved to {where}",
+                          DamagedCellWarning, stacklevel=2)
         todo = []
         for cell in cells:
             check = store.check(cell.key)

@@ -18,6 +18,7 @@ import json
 import re
 import signal
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from benchsuite.results import (
     FolderBusy,
     RunStore,
     StoreWriteError,
+    disk_full,
     load_results,
     verify_run,
 )
@@ -77,7 +79,28 @@ class Context:
         return self._registry
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=__doc__)
+class _Group(click.Group):
+    """SIGTERM and SIGHUP are handled like Ctrl-C, and any of them ends a command with exit 130
+    and a word (click's own handling says "Aborted!" with exit 1, the code of failed
+    trajectories)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        main_thread = threading.current_thread() is threading.main_thread()
+        handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM,
+                                                                    signal.SIGHUP)
+                    } if main_thread else {}
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            click.echo(f"\ninterrupted by {getattr(exc, 'signal', 'SIGINT')}", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        finally:
+            for sig, previous in handlers.items():
+                signal.signal(sig, previous)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=__doc__)
 @click.version_option(package_name="benchsuite")
 @click.option("--strict/--no-strict", default=None,
               help="Stop at the first plugin that fails to load, and at the first trajectory "
@@ -225,6 +248,12 @@ def run_cmd(ctx: click.Context, campaign_file, problems, integrators, n_points, 
              if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
     try:
         if resume_dir is not None:
+            clash = sorted({"campaign_file", "run_id", "results_dir"} & given)
+            if clash:
+                raise CampaignError(
+                    "--resume takes the campaign and the folder from RUN; it cannot be combined "
+                    "with " + ", ".join({"campaign_file": "--campaign", "run_id": "--run-id",
+                                         "results_dir": "--results-dir"}[c] for c in clash))
             manifest = RunStore(resume_dir).manifest()
             base = campaign_from_dict(manifest["campaign"], source=f"{resume_dir}/manifest.json")
             run_dir = Path(resume_dir)
@@ -266,7 +295,6 @@ def run_cmd(ctx: click.Context, campaign_file, problems, integrators, n_points, 
     else:  # -j 1 is one forked worker: every cell contained, with its hard time limit
         executor = ForkExecutor(workers) if workers else default_executor()
     strict = env_flag(ENV_STRICT) if obj.strict is None else obj.strict
-    handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         store = run_campaign(campaign, obj.registry, run_dir, executor=executor, strict=strict,
                              wait=wait, observers=[ProgressBar(disable=None if progress is None
@@ -275,9 +303,9 @@ def run_cmd(ctx: click.Context, campaign_file, problems, integrators, n_points, 
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     except StoreWriteError as exc:
-        click.echo(f"error: {exc}\nfinished cells are kept in {run_dir}; free some space or "
-                   "choose another --results-dir, then run the same command again to resume",
-                   err=True)
+        what = "free some space or choose" if disk_full(exc) else "choose"
+        click.echo(f"error: {exc}\nfinished cells are kept in {run_dir}; {what} another "
+                   "--results-dir, then run the same command again to resume", err=True)
         sys.exit(EXIT_UNWRITABLE)
     except KeyboardInterrupt as exc:
         _echo_interrupted(exc, run_dir)
@@ -286,9 +314,6 @@ def run_cmd(ctx: click.Context, campaign_file, problems, integrators, n_points, 
         click.echo(f"error: {exc}\nfinished cells are kept in {run_dir}; run the same "
                    "command again to resume", err=True)
         sys.exit(EXIT_TRAJECTORY_ERRORS)
-    finally:
-        for sig, previous in handlers.items():
-            signal.signal(sig, previous)
     tables = load_results(store.path)
     with pd.option_context("display.width", 200, "display.max_rows", 1000):
         click.echo(summarize(tables).to_string())

@@ -17,6 +17,7 @@ SIGINT, SIGTERM and SIGHUP stop the run as :class:`Interrupted`, with no worker 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing as mp
 import os
@@ -111,6 +112,10 @@ def _die_with_parent(parent: int) -> None:
 
 def _child(fn, task, conn, parent: int) -> None:
     _die_with_parent(parent)
+    # A process group of its own: whatever the cell's code starts (a subprocess, a pool) is
+    # killed with the worker (_kill), not left running with our ignored signals.
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
     # Ctrl-C reaches the whole process group, and a service manager or a closing terminal may
     # signal it all too. Only the parent may act on these: it kills its workers and records
     # nothing for their cells, which a rerun then computes. A worker that caught one would
@@ -153,6 +158,14 @@ def describe_exit(exitcode: int | None) -> str:
     return f"worker killed by signal {_signal_name(signum)} ({signum}){hint}"
 
 
+def _kill(proc) -> None:
+    """Kill a worker and every process its cell started (its process group), then join it."""
+    with contextlib.suppress(OSError):  # no such group: the worker has not set it up yet
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.kill()
+    proc.join()
+
+
 def _collect(proc, conn) -> Any:
     """The result of a worker whose pipe answered or that ended; the worker is joined."""
     outcome = None
@@ -163,12 +176,12 @@ def _collect(proc, conn) -> Any:
         except Exception:  # EOF, or cut short: say how the worker ended instead
             pass
     proc.join(JOIN_GRACE)
-    if proc.exitcode is None:  # it lingers (a non-daemon thread of the cell's code?)
-        proc.kill()
-        proc.join()
-        if outcome is None:
-            return TaskFailure(describe_exit(None))
-    return outcome if outcome is not None else TaskFailure(describe_exit(proc.exitcode))
+    lingered = proc.exitcode is None  # a non-daemon thread of the cell's code?
+    exitcode = proc.exitcode
+    _kill(proc)  # also what the cell left running in the background
+    if lingered and outcome is None:
+        return TaskFailure(describe_exit(None))
+    return outcome if outcome is not None else TaskFailure(describe_exit(exitcode))
 
 
 class ForkExecutor:
@@ -211,8 +224,7 @@ class ForkExecutor:
                         finished.append(i)
                         yield i, _collect(proc, conn)
                     elif time_limit is not None and time.monotonic() - start > time_limit:
-                        proc.kill()
-                        proc.join()
+                        _kill(proc)
                         finished.append(i)
                         yield i, TaskFailure(
                             f"killed after the hard time limit of {time_limit:g} s (an oracle "
@@ -223,8 +235,7 @@ class ForkExecutor:
                     time.sleep(POLL)
         finally:  # the caller stopped early (a signal, an error): leave no orphan behind
             for proc, conn, _ in running.values():
-                proc.kill()
-                proc.join()
+                _kill(proc)
                 conn.close()
             # only now: a second Ctrl-C must not cut the cleanup above short
             for signum, handler in previous.items():

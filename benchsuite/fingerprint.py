@@ -3,7 +3,8 @@
 Two invocations may write into the same run folder only if their fingerprints are equal: the
 same cells (problems, and integrators with their hyperparameters, after globs and grids are
 expanded), the same initial points (count, seed), budgets, recording and certificate setting,
-and the same versions of benchsuite and of every plugin distribution that contributes a cell.
+the same versions of benchsuite and of every plugin distribution that contributes a cell, and
+the same source code of those packages (an editable install changes without a new version).
 Anything else (worker count, progress bar, the spelling of a glob) may change freely.
 
 Like a lock file of a package manager, the fingerprint is plain JSON kept in the manifest; its
@@ -12,10 +13,13 @@ SHA-256 names it in each cell's record, so a cell written under another campaign
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import json
 from dataclasses import asdict
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -26,11 +30,13 @@ if TYPE_CHECKING:
 def fingerprint(campaign: Campaign, registry: Registry, cells: list[Cell]) -> dict[str, Any]:
     """The fingerprint of a planned campaign (JSON-serialisable)."""
     versions = {"benchsuite": _version("benchsuite")}
+    packages = {"benchsuite"}
     for cell in cells:
         for kind, name in (("problem", cell.problem.name), ("integrator", cell.integrator.name)):
             origin = registry.source.get((kind, name))
             if origin is not None:
                 versions[origin.distribution] = origin.version
+                packages.add(origin.module.split(":")[0].split(".")[0])
     return {
         "cells": sorted(f"{c.problem.name} x {c.integrator.label}" for c in cells),
         "n_points": campaign.n_points,
@@ -39,7 +45,33 @@ def fingerprint(campaign: Campaign, registry: Registry, cells: list[Cell]) -> di
         "recording": asdict(campaign.recording),
         "certificates": campaign.certificates,
         "versions": dict(sorted(versions.items())),
+        # a version number does not change with every edit of an editable install
+        "code": {p: sha for p in sorted(packages) if (sha := source_digest(p)) is not None},
     }
+
+
+@functools.cache
+def source_digest(package: str) -> str | None:
+    """SHA-256 (16 hex digits) of the Python source of an importable top-level package or
+    module, or None if it has no source files on disk."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    if spec.submodule_search_locations:
+        files = sorted(f for root in spec.submodule_search_locations
+                       for f in Path(root).rglob("*.py"))
+    elif spec.origin and spec.origin.endswith(".py"):
+        files = [Path(spec.origin)]
+    else:
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16] if files else None
 
 
 def digest(print_: dict[str, Any]) -> str:

@@ -224,7 +224,7 @@ class Integrator(abc.ABC):
     @property
     def label(self) -> str:
         """Name with hyperparameters, e.g. ``euler(h=0.01)``: the integrator column of results."""
-        inside = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+        inside = ",".join(f"{k}={_exact(v)}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in self.params.items())
         return f"{self.name}({inside})"
 
@@ -232,6 +232,13 @@ class Integrator(abc.ABC):
         """One line for listings."""
         text = self.description or type(self).__doc__ or self.name
         return text.strip().splitlines()[0]
+
+
+def _exact(value: float) -> str:
+    """A float as short as ``:g`` writes it, unless that loses digits: labels name cells and
+    run folders, so two different step sizes must never share one."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
 
 
 def _check_type(owner: str, key: str, default: Any, value: Any) -> Any:

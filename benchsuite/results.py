@@ -34,6 +34,7 @@ import os
 import platform
 import re
 import shutil
+import stat
 import sys
 import tempfile
 import warnings
@@ -56,8 +57,10 @@ CELLS, QUARANTINE, MANIFEST = "cells", "quarantine", "manifest.json"
 LOCK, HOLDER = ".lock", ".lock.holder"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=,+\-]")
 _DATA = (CHECKPOINTS, TRAJECTORIES, SKIPPED, TIMINGS)
-#: Run folder contents that do not make a folder "someone else's" (see :meth:`RunStore.open`).
-_OURS = {MANIFEST, CELLS, QUARANTINE, LOCK, HOLDER, *_DATA, "report"}
+#: What a run folder may hold before its manifest is written (see :meth:`RunStore.lock`).
+_BEFORE_MANIFEST = re.compile(r"^(\.lock|\.lock\.holder|\.(manifest\.json|\.lock\.holder)\..*\.tmp"
+                              r"|\.write-test-\d+)$")
+_KEY = re.compile(r"^[A-Za-z0-9_=,+\-][A-Za-z0-9_.=,+\-]{0,200}$")
 
 
 class FolderBusy(RuntimeError):
@@ -84,7 +87,7 @@ def cell_key(problem: str, integrator_label: str) -> str:
     """A file name for a cell: readable, safe (no separators or '..'), and unique."""
     raw = f"{problem}__{integrator_label}"
     safe = _UNSAFE.sub("_", raw).strip(".")[:120]
-    sha = hashlib.sha1(raw.encode()).hexdigest()[:8]
+    sha = hashlib.sha256(raw.encode()).hexdigest()[:16]  # 64 bits: no birthday collisions
     return f"{safe}-{sha}"
 
 
@@ -191,12 +194,19 @@ class RunStore:
         """
         self._refuse_foreign()
         self.ensure_writable()
-        lock = filelock.FileLock(self.path / LOCK, thread_local=False)
+        lock_path = self.path / LOCK
+        if lock_path.is_symlink() or (lock_path.exists() and not lock_path.is_file()):
+            raise CampaignMismatch(f"{lock_path} is not a plain file, so the folder cannot be "
+                                   "locked; remove it, or choose another --run-id")
+        lock = filelock.FileLock(lock_path, thread_local=False)
         try:
             lock.acquire(timeout=-1 if wait else 0)
         except filelock.Timeout:
             raise FolderBusy(f"{self.path} is being written by {self._holder()}; wait for it "
                              "(--wait), or choose another --run-id") from None
+        except OSError as exc:
+            raise StoreWriteError(exc.errno, f"cannot lock {lock_path}: "
+                                  f"{exc.strerror or exc}") from exc
         try:
             holder = {"pid": os.getpid(), "host": platform.node(), "command": sys.argv,
                       "since": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -208,14 +218,19 @@ class RunStore:
             lock.release()
 
     def _refuse_foreign(self) -> None:
-        """Never write into (or clean up) a folder that is someone else's."""
-        if not self.path.is_dir() or (self.path / MANIFEST).exists():
+        """Never write into (or clean up) a folder that is someone else's: a run folder has a
+        benchsuite manifest, or holds nothing but our lock and temporary files."""
+        if not self.path.is_dir():
             return
-        foreign = sorted(p.name for p in self.path.iterdir() if p.name not in _OURS)
+        if (self.path / MANIFEST).exists():
+            self.manifest()  # raises CampaignMismatch unless it is a benchsuite manifest
+            return
+        foreign = sorted(p.name for p in self.path.iterdir() if not _BEFORE_MANIFEST.match(p.name))
         if foreign:
             raise CampaignMismatch(
-                f"{self.path} is not empty and is not a benchsuite run folder (it holds "
-                f"{', '.join(foreign[:5])}); choose another --run-id or --results-dir")
+                f"{self.path} is not empty and has no manifest (it holds "
+                f"{', '.join(foreign[:5])}): it is not a benchsuite run folder, or its "
+                "manifest was deleted; choose another --run-id or --results-dir")
 
     def _holder(self) -> str:
         try:
@@ -230,7 +245,8 @@ class RunStore:
         live writer's temporary file must not vanish)."""
         for folder in (self.path, *(self.path / d for d in (*_DATA, CELLS))):
             for tmp in folder.glob(".*.tmp"):
-                tmp.unlink(missing_ok=True)
+                if folder != self.path or _BEFORE_MANIFEST.match(tmp.name):
+                    tmp.unlink(missing_ok=True)
 
     # -- one campaign -------------------------------------------------------------------------
     def open(self, print_: dict[str, Any], static: dict[str, Any],
@@ -245,13 +261,13 @@ class RunStore:
         path = self.path / MANIFEST
         if path.exists():
             recorded = self.manifest()
-            old = recorded.get("fingerprint")
-            if not isinstance(old, dict):
-                raise CampaignMismatch(f"{self.path} was written by an older benchsuite (its "
-                                       "manifest has no campaign fingerprint), so it cannot be "
-                                       "checked; start a new run with another --run-id")
-            if digest(old) != wanted:
-                lines = differences(old, print_) or ["the fingerprints differ"]
+            old = recorded["fingerprint"]
+            if recorded["fingerprint_sha256"] != wanted:
+                try:
+                    lines = differences(old, print_)
+                except (TypeError, ValueError, AttributeError):  # a hand-edited fingerprint
+                    lines = []
+                lines = lines or ["the fingerprints differ"]
                 raise CampaignMismatch(
                     f"{self.path} holds another campaign:\n  " + "\n  ".join(lines)
                     + "\nnothing was run. To run this campaign, choose a new --run-id (or "
@@ -266,23 +282,39 @@ class RunStore:
         self._fingerprint, self._versions = wanted, print_["versions"]
 
     def manifest(self) -> dict[str, Any]:
-        """The manifest, or a :class:`CampaignMismatch` saying why it cannot be read."""
+        """The manifest, checked for the structure benchsuite writes (a campaign, a
+        fingerprint that matches its SHA-256, cells with safe keys); otherwise a
+        :class:`CampaignMismatch` saying why it cannot be trusted."""
+        path = self.path / MANIFEST
         try:
-            data = json.loads((self.path / MANIFEST).read_text())
+            data = _read_json(path)
         except FileNotFoundError:
             raise CampaignMismatch(f"{self.path} is not a benchsuite run (no {MANIFEST}); pass "
                                    "a folder created by 'benchsuite run'") from None
         except (OSError, ValueError) as exc:
-            raise CampaignMismatch(f"{self.path / MANIFEST} is damaged ({exc}); the cells "
-                                   "cannot be checked against their campaign") from exc
-        if not isinstance(data, dict):
-            raise CampaignMismatch(f"{self.path / MANIFEST} is damaged (not a JSON object)")
+            raise CampaignMismatch(f"{path} is unreadable ({exc}); the cells cannot be "
+                                   "checked against their campaign") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("fingerprint"), dict):
+            raise CampaignMismatch(f"{path} is not a benchsuite manifest with a campaign "
+                                   "fingerprint (another program's file, or one written by "
+                                   "benchsuite < 0.2): choose another --run-id")
+        try:
+            consistent = digest(data["fingerprint"]) == data.get("fingerprint_sha256")
+        except (TypeError, ValueError):
+            consistent = False
+        cells = data.get("cells")
+        if not (consistent and isinstance(data.get("campaign"), dict)
+                and isinstance(cells, list)
+                and all(isinstance(c, dict) and isinstance(c.get("key"), str)
+                        and _KEY.match(c["key"]) for c in cells)):
+            raise CampaignMismatch(f"{path} is damaged or was edited: its fingerprint, "
+                                   "campaign or cell list is inconsistent, so no cell can be "
+                                   "trusted; start a new run with another --run-id")
         return data
 
     # -- cells --------------------------------------------------------------------------------
     def _files(self, key: str) -> list[Path]:
-        return [self.path / kind / f"{key}.{'json' if kind in (SKIPPED, TIMINGS) else 'parquet'}"
-                for kind in _DATA]
+        return [self.path / _rel(kind, key) for kind in _DATA]
 
     def check(self, key: str, fingerprint_sha: str | None = None) -> CellCheck:
         """Whether cell ``key`` is finished and intact (its files match its record)."""
@@ -290,7 +322,7 @@ class RunStore:
         if not record_path.exists():
             return CellCheck(key, "missing")
         try:
-            record = json.loads(record_path.read_text())
+            record = _read_json(record_path)
             files, labels = record["files"], record.get("labels", {})
             names = {labels.get("problem", ""), labels.get("integrator", "")}
             assert isinstance(files, dict) and all(isinstance(n, str) for n in names)
@@ -300,17 +332,25 @@ class RunStore:
         expected = fingerprint_sha or self._fingerprint
         if expected is not None and record.get("fingerprint") != expected:
             return _with(found, "damaged", "it was written under another campaign")
-        allowed = {str(p.relative_to(self.path)) for p in self._files(key)}
+        skipped, ran = (_rel(SKIPPED, key),), (_rel(TIMINGS, key), _rel(CHECKPOINTS, key),
+                                               _rel(TRAJECTORIES, key))
+        if set(files) not in (set(skipped), set(ran)):
+            return _with(found, "damaged", "its record does not list the cell's files")
         for rel, sha in files.items():
-            if rel not in allowed:
-                return _with(found, "damaged", f"its record names a foreign file {rel!r}")
+            path = self.path / rel
+            if not stat.S_ISREG(_lstat_mode(path)):  # a FIFO or a device would hang the hash
+                return _with(found, "damaged", f"{rel} is missing or not a regular file")
             try:
-                actual = _sha256(self.path / rel)
+                actual = _sha256(path)
             except OSError:
-                return _with(found, "damaged", f"{rel} is missing or unreadable")
+                return _with(found, "damaged", f"{rel} is unreadable")
             if actual != sha:
                 return _with(found, "damaged", f"{rel} does not match its checksum")
         return found
+
+    def strays(self, keys: set[str]) -> list[str]:
+        """Cell records in the folder that are not among ``keys`` (copies, leftovers)."""
+        return sorted(p.stem for p in (self.path / CELLS).glob("*.json") if p.stem not in keys)
 
     def quarantine(self, key: str, why: str) -> Path:
         """Move a damaged cell's record and files aside (never delete: they may be evidence)."""
@@ -356,8 +396,7 @@ class RunStore:
         record = {"key": key, "labels": labels, "fingerprint": self._fingerprint,
                   "versions": self._versions,
                   "written": datetime.now(UTC).isoformat(timespec="seconds"),
-                  "files": {f"{kind}/{key}.{'json' if kind in (SKIPPED, TIMINGS) else 'parquet'}":
-                            sha for kind, sha in files.items()}}
+                  "files": {_rel(kind, key): sha for kind, sha in files.items()}}
         self._write_text(self.path / CELLS / f"{key}.json", _json(record))
 
     def _write_text(self, path: Path, text: str) -> str:
@@ -375,6 +414,28 @@ class RunStore:
         """The JSON records of ``kind`` ('skipped' or 'timings') of the given cells."""
         files = [p for k in sorted(keys) if (p := self.path / kind / f"{k}.json").exists()]
         return pd.DataFrame([json.loads(f.read_text()) for f in files])
+
+
+def _rel(kind: str, key: str) -> str:
+    """Where a cell's file of ``kind`` lives, relative to the run folder."""
+    return f"{kind}/{key}.{'json' if kind in (SKIPPED, TIMINGS) else 'parquet'}"
+
+
+def _lstat_mode(path: Path) -> int:
+    try:
+        return path.lstat().st_mode
+    except OSError:
+        return 0
+
+
+def _read_json(path: Path) -> Any:
+    """JSON from a regular file; nesting too deep for the parser is a ValueError."""
+    if not stat.S_ISREG(_lstat_mode(path)) and path.exists():
+        raise ValueError("not a regular file")
+    try:
+        return json.loads(path.read_text())
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def _with(check: CellCheck, status: str, detail: str) -> CellCheck:
@@ -442,23 +503,15 @@ def verify_run(run: str | os.PathLike[str]) -> list[CellCheck]:
     """
     store = RunStore(run)
     manifest = store.manifest()
-    sha = manifest.get("fingerprint_sha256")
-    if not isinstance(sha, str):
-        raise CampaignMismatch(f"{store.path} was written by an older benchsuite (no campaign "
-                               "fingerprint): its cells cannot be verified")
-    planned = {}
-    for cell in manifest.get("cells", []):
-        if isinstance(cell, dict) and isinstance(cell.get("key"), str):
-            planned[cell["key"]] = cell
+    sha = manifest["fingerprint_sha256"]
+    planned = {cell["key"]: cell for cell in manifest["cells"]}
     checks = []
     for key, cell in sorted(planned.items()):
         found = store.check(key, sha)
         checks.append(CellCheck(key, found.status, found.detail, str(cell.get("problem", "")),
                                 str(cell.get("integrator", ""))))
-    for record in sorted((store.path / CELLS).glob("*.json")):
-        if record.stem not in planned:
-            checks.append(CellCheck(record.stem, "damaged", "a cell record that is not part "
-                                    "of this run's campaign"))
+    checks += [CellCheck(key, "damaged", "a cell record that is not part of this run's "
+                         "campaign") for key in store.strays(set(planned))]
     return checks
 
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import signal
 import textwrap
 import time
 
 import numpy as np
 import pytest
-from conftest import assert_same_tables, start_campaign
+from conftest import assert_same_tables
 
 from benchsuite import hookimpl
 from benchsuite.campaign import (
@@ -171,32 +169,3 @@ def test_observers_are_told_and_a_broken_one_is_dropped(tmp_path):
                      observers=[Broken()])
     assert watcher.calls[0] == ("started", 6) and watcher.calls[-1][0] == "finished"
     assert sum(1 for c in watcher.calls if c[0] == "cell") == 6
-
-
-CRASH_CAMPAIGN = """
-problems = ["xy_minus_one", "remark3_rational_1d", "sigmoid2pt_example2", "relu_flat_fig2"]
-integrators = ["euler(h=[0.01, 0.005])", "rk45", "subgradient"]
-n_points = 64
-[budget]
-t_max = 40.0
-max_steps = 8000
-"""
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_sigkill_mid_campaign_then_rerun_gives_the_uninterrupted_tables(tmp_path, workers):
-    assert start_campaign(CRASH_CAMPAIGN, tmp_path, "clean", "-j", workers).wait(600) == 0
-    victim = start_campaign(CRASH_CAMPAIGN, tmp_path, "killed", "-j", workers)
-    cells = tmp_path / "killed" / "trajectories"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and len(list(cells.glob("*.parquet"))) < 3:
-        time.sleep(0.02)
-    os.killpg(victim.pid, signal.SIGKILL)  # the whole process group, workers included
-    victim.wait()
-    done = len(list(cells.glob("*.parquet")))
-    total = len(list((tmp_path / "clean" / "trajectories").glob("*.parquet")))
-    assert 3 <= done < total, "the kill must land mid-campaign"
-    assert start_campaign(CRASH_CAMPAIGN, tmp_path, "killed", "-j", workers).wait(600) == 0
-    assert_same_tables(tmp_path / "clean", tmp_path / "killed")
-    assert (tmp_path / "killed" / "manifest.json").exists()

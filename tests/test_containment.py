@@ -276,3 +276,36 @@ def test_interrupted_is_a_keyboard_interrupt_that_names_its_signal():
     assert str(exc) == "interrupted by SIGTERM"
     again = pickle.loads(pickle.dumps(exc))
     assert again.signal == "SIGTERM" and str(again) == "interrupted by SIGTERM"
+
+
+class Spawner:
+    """A plugin whose gradient starts a background process, then never returns."""
+
+    @hookimpl
+    def benchsuite_problems(self):
+        def grad(X):
+            subprocess.Popen(["sleep", "299.125"])
+            time.sleep(3600)
+
+        return [dataclasses.replace(xy_minus_one(), name="spawner", grad=grad)]
+
+
+def _sleepers() -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and b"299.125" in (proc / "cmdline").read_bytes():
+                found.append(proc.name)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs /proc")
+def test_what_a_cell_starts_is_killed_with_it(tmp_path):
+    reg = load_registry(extra_plugins={"spawner": Spawner()})
+    campaign = Campaign(problems=("spawner",), integrators=("euler",), n_points=2,
+                        budget=Budget(t_max=1.0, wall_time=0.5))
+    run_campaign(campaign, reg, tmp_path / "run", executor=ForkExecutor(1), hard_limit=2.0)
+    deadline = time.monotonic() + 5
+    while _sleepers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _sleepers()

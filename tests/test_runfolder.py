@@ -27,6 +27,7 @@ from benchsuite import hookimpl
 from benchsuite.campaign import Campaign, run_campaign
 from benchsuite.cli import main
 from benchsuite.execution import SerialExecutor
+from benchsuite.fingerprint import digest
 from benchsuite.harness import Budget, CellResult
 from benchsuite.plugins import load_registry
 from benchsuite.results import (
@@ -103,10 +104,14 @@ def test_a_new_version_of_benchsuite_or_a_plugin_does_not_resume_an_old_folder(d
     path = tmp_path / "r" / "manifest.json"
     manifest = json.loads(path.read_text())
     manifest["fingerprint"]["versions"]["benchsuite"] = "0.0.1"  # as if written by an old one
-    path.write_text(json.dumps(manifest))
+    path.write_text(json.dumps({**manifest, "fingerprint_sha256": digest(manifest["fingerprint"])}))
     out = run(tmp_path)
     assert out.exit_code == 2
     assert "versions.benchsuite: folder has '0.0.1'" in out.output
+    path.write_text(json.dumps(manifest))  # edited by hand: the fingerprint no longer matches
+    assert run(tmp_path).exit_code == 2
+    out = invoke("verify", str(tmp_path / "r"))
+    assert out.exit_code == 2 and "damaged or was edited" in out.output
 
 
 def test_every_invocation_is_appended_to_the_manifest(tmp_path):
@@ -345,3 +350,130 @@ def test_a_raising_sampler_fails_its_problem_only(tmp_path):
 def test_reading_a_folder_that_is_not_a_run_says_so():
     with pytest.raises(CampaignMismatch, match="not a benchsuite run"):
         verify_run("/nonexistent-benchsuite-folder")
+
+
+# -- found by trying to break the above (each was a way to make a folder lie) ---
+
+
+def test_step_sizes_that_print_alike_are_different_cells_and_campaigns(tmp_path):
+    out = invoke("run", "-p", "xy_minus_one", "-i", "euler(h=[0.1, 0.1000004])", "-n", "2",
+                 "--t-max", "1", "--results-dir", str(tmp_path), "--run-id", "g", "-j", "1")
+    assert out.exit_code == 0
+    assert len(list((tmp_path / "g" / "cells").iterdir())) == 2
+    first = invoke("run", "-p", "xy_minus_one", "-i", "euler(h=0.1)", "-n", "2", "--t-max", "1",
+                   "--results-dir", str(tmp_path), "--run-id", "one", "-j", "1")
+    other = invoke("run", "-p", "xy_minus_one", "-i", "euler(h=0.1000004)", "-n", "2",
+                   "--t-max", "1", "--results-dir", str(tmp_path), "--run-id", "one", "-j", "1")
+    assert first.exit_code == 0 and other.exit_code == 2
+    assert "euler(h=0.1000004)" in other.output
+
+
+def test_the_fingerprint_follows_the_source_code_not_only_the_version(tmp_path, monkeypatch):
+    from benchsuite.fingerprint import source_digest
+
+    (tmp_path / "editable_plugin.py").write_text("STEP = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = source_digest("editable_plugin")
+    source_digest.cache_clear()
+    (tmp_path / "editable_plugin.py").write_text("STEP = 2\n")
+    assert before is not None and source_digest("editable_plugin") != before
+    source_digest.cache_clear()
+    manifest = json.loads((run(tmp_path).exit_code == 0 and tmp_path / "r" / "manifest.json"
+                           ).read_text())
+    assert {"benchsuite", "benchsuite_plugins", "benchsuite_problems"} <= \
+        set(manifest["fingerprint"]["code"])
+
+
+def test_a_foreign_manifest_or_a_deleted_one_is_never_written_into(done):
+    web = done / "webapp"
+    web.mkdir()
+    (web / "manifest.json").write_text('{"name": "my app"}')
+    (web / ".draft.tmp").write_text("keep me")
+    out = run(done, "webapp")
+    assert out.exit_code == 2 and "not a benchsuite manifest" in out.output
+    assert sorted(p.name for p in web.iterdir()) == [".draft.tmp", "manifest.json"]
+    (done / "r" / "manifest.json").unlink()
+    out = run(done)
+    assert out.exit_code == 2 and "has no manifest" in out.output
+
+
+def test_stray_records_and_records_that_skip_their_files_are_caught(done):
+    cells = done / "r" / "cells"
+    first, second = sorted(cells.iterdir())[:2]
+    shutil.copy(first, cells / "copy-of-a-record.json")
+    record = json.loads(second.read_text())
+    second.write_text(json.dumps({**record, "files": {}}))
+    damaged = {c.key: c.detail for c in verify_run(done / "r") if c.status == "damaged"}
+    assert set(damaged) == {"copy-of-a-record", second.stem}
+    with pytest.warns(DamagedCellWarning):
+        assert run(done).exit_code == 0
+    assert all(c.status == "ok" for c in verify_run(done / "r"))
+    assert_same_tables(done / "clean", done / "r")
+
+
+def test_cells_that_would_share_a_file_are_refused(monkeypatch):
+    import benchsuite.campaign as campaign_module
+    from benchsuite.campaign import CampaignError, plan
+
+    monkeypatch.setattr(campaign_module, "cell_key", lambda problem, label: "same")
+    with pytest.raises(CampaignError, match="would share the file name"):
+        plan(load_registry(), Campaign(problems=("xy_minus_one",), integrators=("euler", "rk45")))
+
+
+@pytest.mark.parametrize("breakage", ["lock_dir", "deep_manifest", "cells_not_a_list",
+                                      "no_campaign", "fifo"])
+def test_broken_folders_give_a_message_not_a_traceback_or_a_hang(done, breakage):
+    folder, manifest = done / "r", done / "r" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    if breakage == "lock_dir":
+        (folder / ".lock").unlink(missing_ok=True)
+        (folder / ".lock").mkdir()
+    elif breakage == "deep_manifest":
+        manifest.write_text("[" * 100_000 + "]" * 100_000)
+    elif breakage == "cells_not_a_list":
+        manifest.write_text(json.dumps({**data, "cells": 5}))
+    elif breakage == "no_campaign":
+        manifest.write_text(json.dumps({k: v for k, v in data.items() if k != "campaign"}))
+    else:  # a FIFO where a table was: hashing it would wait forever
+        victim = next((folder / "trajectories").iterdir())
+        victim.unlink()
+        os.mkfifo(victim)
+    outs = [run(done), invoke("run", "--resume", str(folder), "--no-progress"),
+            invoke("verify", str(folder))]
+    for out in outs:
+        assert ("Traceback" not in out.output and out.exception is None) or \
+            isinstance(out.exception, SystemExit), out.output
+    if breakage == "fifo":
+        assert outs[2].exit_code == 0  # the resume recomputed the cell (the FIFO moved aside)
+    elif breakage == "lock_dir":  # the cells themselves are fine
+        assert [o.exit_code for o in outs] == [2, 2, 0]
+    else:
+        assert {o.exit_code for o in outs} == {2}, [o.output for o in outs]
+
+
+@pytest.mark.parametrize("spec", ["euler(h=[])",
+                                  "proximal(tau=[" + ",".join(["0.1"] * 40) + "], max_inner=["
+                                  + ",".join(["10"] * 40) + "], min_tau=["
+                                  + ",".join(["1e-9"] * 40) + "], memory=["
+                                  + ",".join(["1"] * 40) + "])"])
+def test_empty_and_enormous_grids_are_refused_before_they_are_built(tmp_path, spec):
+    start = time.monotonic()
+    out = invoke("run", "-i", spec, "--results-dir", str(tmp_path))
+    assert out.exit_code == 2 and ("empty" in out.output or "2560000 combinations" in out.output)
+    assert time.monotonic() - start < 10 and not any(tmp_path.iterdir())
+
+
+def test_resume_refuses_options_it_would_ignore(done):
+    out = invoke("run", "--resume", str(done / "r"), "--run-id", "other", "-c", "figure1")
+    assert out.exit_code == 2 and "--campaign, --run-id" in out.output
+
+
+def test_an_interrupt_in_any_command_exits_130(done, monkeypatch):
+    import benchsuite.report
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(benchsuite.report, "write_report", interrupted)
+    out = invoke("report", str(done / "r"))
+    assert out.exit_code == 130 and "interrupted by SIGINT" in out.output
