@@ -199,7 +199,9 @@ def test_chaos(tmp_path, plugin_path):
             log.append(f"damaged {victim.parent.name}/{victim.name}")
         else:
             first = start(plugin_path, tmp_path, run_id)
-            time.sleep(0.5)
+            deadline = time.monotonic() + 60  # the first must hold the lock before the second
+            while not (folder / ".lock.holder").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
             second = start(plugin_path, tmp_path, run_id)
             assert "being written by" in finish(second, {2})
             finish(first, {1})

@@ -7,6 +7,7 @@ the folder is either refused before any work or repaired, never silently mixed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
@@ -438,8 +439,11 @@ def test_broken_folders_give_a_message_not_a_traceback_or_a_hang(done, breakage)
         victim = next((folder / "trajectories").iterdir())
         victim.unlink()
         os.mkfifo(victim)
-    outs = [run(done), invoke("run", "--resume", str(folder), "--no-progress"),
-            invoke("verify", str(folder))]
+    expect = pytest.warns(DamagedCellWarning, match="not a regular file") \
+        if breakage == "fifo" else contextlib.nullcontext()
+    with expect:
+        outs = [run(done), invoke("run", "--resume", str(folder), "--no-progress"),
+                invoke("verify", str(folder))]
     for out in outs:
         assert ("Traceback" not in out.output and out.exception is None) or \
             isinstance(out.exception, SystemExit), out.output
