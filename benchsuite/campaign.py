@@ -192,10 +192,7 @@ def campaign_from_dict(data: dict[str, Any], source: str = "campaign") -> Campai
         valid = validate_campaign(data)
     except SchemaError as exc:
         raise CampaignError(f"{source}: {exc}") from exc
-    try:
-        return Campaign(**_runtime_fields(valid))
-    except (TypeError, ValueError) as exc:  # not expected: the schema is the stricter check
-        raise CampaignError(f"{source}: {exc}") from exc
+    return Campaign(**_runtime_fields(valid))
 
 
 #: The most combinations one integrator spec may expand to (checked before any is built).

@@ -37,7 +37,7 @@ from benchsuite.campaign import (
     plan,
     run_campaign,
 )
-from benchsuite.execution import ForkExecutor, Interrupted, SerialExecutor, default_executor
+from benchsuite.execution import Interrupted, SerialExecutor, default_executor
 from benchsuite.fingerprint import digest, fingerprint
 from benchsuite.harness import MAX_EXTEND
 from benchsuite.observer import ProgressBar
@@ -290,10 +290,7 @@ def run_cmd(ctx: click.Context, campaign_file, problems, integrators, n_points, 
     if run_dir is None:
         print_ = fingerprint(campaign, obj.registry, cells)
         run_dir = Path(results_dir) / (run_id or f"run-{digest(print_)[:10]}")
-    if in_process:
-        executor = SerialExecutor()
-    else:  # -j 1 is one forked worker: every cell contained, with its hard time limit
-        executor = ForkExecutor(workers) if workers else default_executor()
+    executor = SerialExecutor() if in_process else default_executor(workers)
     strict = env_flag(ENV_STRICT) if obj.strict is None else obj.strict
     try:
         store = run_campaign(campaign, obj.registry, run_dir, executor=executor, strict=strict,

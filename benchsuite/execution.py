@@ -244,7 +244,8 @@ class ForkExecutor:
 
 
 def default_executor(workers: int | None = None) -> Executor:
-    """Forked workers where fork exists, else serial."""
-    if "fork" in mp.get_all_start_methods() and (workers is None or workers > 1):
+    """Forked workers where fork exists (one worker included: every cell contained, with its
+    hard time limit), else serial."""
+    if "fork" in mp.get_all_start_methods():
         return ForkExecutor(workers)
     return SerialExecutor()

@@ -323,12 +323,12 @@ class RunStore:
             return CellCheck(key, "missing")
         try:
             record = _read_json(record_path)
-            files, labels = record["files"], record.get("labels", {})
-            names = {labels.get("problem", ""), labels.get("integrator", "")}
-            assert isinstance(files, dict) and all(isinstance(n, str) for n in names)
-        except (OSError, ValueError, KeyError, TypeError, AssertionError, AttributeError):
-            return CellCheck(key, "damaged", "its record is unreadable")
-        found = CellCheck(key, "ok", "", labels.get("problem", ""), labels.get("integrator", ""))
+        except (OSError, ValueError) as exc:
+            return CellCheck(key, "damaged", f"its record is unreadable ({exc})")
+        files = record.get("files") if isinstance(record, dict) else None
+        if not isinstance(files, dict):
+            return CellCheck(key, "damaged", "its record lists no files")
+        found = CellCheck(key, "ok")
         expected = fingerprint_sha or self._fingerprint
         if expected is not None and record.get("fingerprint") != expected:
             return _with(found, "damaged", "it was written under another campaign")
@@ -472,13 +472,9 @@ def to_arrow(table: pd.DataFrame, kind: str = "") -> pa.Table:
                              f"{type(exc).__name__}: {exc}") from exc
 
 
-def write_parquet(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Write a table as parquet through :func:`to_arrow`."""
-    pq.write_table(to_arrow(table), path)
-
-
 def read_parquet(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a table written by :func:`write_parquet`; list columns stay Arrow-backed."""
+    """Read a cell table written by :meth:`RunStore.write_cell`; list columns stay
+    Arrow-backed."""
     arrow = pq.read_table(path)
 
     def mapper(dtype: pa.DataType) -> pd.ArrowDtype | None:

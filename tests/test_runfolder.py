@@ -379,8 +379,8 @@ def test_the_fingerprint_follows_the_source_code_not_only_the_version(tmp_path, 
     (tmp_path / "editable_plugin.py").write_text("STEP = 2\n")
     assert before is not None and source_digest("editable_plugin") != before
     source_digest.cache_clear()
-    manifest = json.loads((run(tmp_path).exit_code == 0 and tmp_path / "r" / "manifest.json"
-                           ).read_text())
+    assert run(tmp_path).exit_code == 0
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert {"benchsuite", "benchsuite_plugins", "benchsuite_problems"} <= \
         set(manifest["fingerprint"]["code"])
 
