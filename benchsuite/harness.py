@@ -41,6 +41,9 @@ T_MAX_RTOL = 1e-12
 #: Checkpoints also carry the point itself for problems of at most this dimension, so the
 #: report can draw trajectories on the landscape (Figures 2 and 3 of the paper).
 POINTS_MAX_DIM = 3
+#: 2-D problems: f is recorded on a LANDSCAPE_GRID x LANDSCAPE_GRID grid around the cell's
+#: points, within +-LANDSCAPE_BOX (escaping trajectories would otherwise flatten the picture).
+LANDSCAPE_GRID, LANDSCAPE_BOX = 100, 12.0
 #: Check the whole state for non-finite entries every this many steps (cheap, but not free).
 FINITE_CHECK_EVERY = 16
 
@@ -133,6 +136,9 @@ class CellResult:
     checkpoints : DataFrame
         Long form, one row per trajectory and checkpoint: step, t, f, f - f_star, |x|,
         gradient norm, invariant drift, oracle counts so far.
+    landscape : DataFrame
+        2-D problems only (else empty): ``g0``, ``g1``, ``f`` on a grid covering the initial
+        points and checkpoints, so that the report draws contours without calling a plugin.
     wall_time : float
     skipped : str or None
         Why the integrator does not apply (then both tables are empty).
@@ -143,6 +149,7 @@ class CellResult:
     wall_time: float = 0.0
     skipped: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    landscape: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 class _Recorder:
@@ -335,7 +342,34 @@ def run_cell(
         traj = _replace_rows(traj, more, ["traj"])
         checkpoints = _replace_rows(checkpoints, more_cp, ["traj", "step"], redo)
     info = {"warnings": found} if found else {}
-    return CellResult(traj, checkpoints, wall_time=time.perf_counter() - start, info=info)
+    return CellResult(traj, checkpoints, wall_time=time.perf_counter() - start, info=info,
+                      landscape=landscape(problem, x0, checkpoints))
+
+
+def landscape(problem: Problem, x0: np.ndarray, checkpoints: pd.DataFrame) -> pd.DataFrame:
+    """f on a grid around the points of a 2-D cell (empty for other dimensions, or when f
+    fails on the grid: the picture is lost, not the cell)."""
+    if problem.n != 2:
+        return pd.DataFrame()
+    seen = [x0]
+    if {"x0", "x1"} <= set(checkpoints):
+        seen.append(checkpoints[["x0", "x1"]].to_numpy(dtype=np.float64))
+    points = np.concatenate(seen)
+    points = points[np.isfinite(points).all(axis=1)]
+    if not len(points):
+        return pd.DataFrame()
+    lo = np.clip(points.min(axis=0) - 0.5, -LANDSCAPE_BOX, LANDSCAPE_BOX)
+    hi = np.clip(points.max(axis=0) + 0.5, -LANDSCAPE_BOX, LANDSCAPE_BOX)
+    g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], LANDSCAPE_GRID),
+                         np.linspace(lo[1], hi[1], LANDSCAPE_GRID))
+    grid = np.stack([g0.ravel(), g1.ravel()], axis=1)
+    try:
+        with np.errstate(all="ignore"):
+            values = np.asarray(to_numpy(checked(problem.f(grid), (grid.shape[0],),
+                                                 problem.name, "f")), dtype=np.float64)
+    except Exception:  # a plugin's f may fail off its domain: the report says so
+        return pd.DataFrame()
+    return pd.DataFrame({"g0": grid[:, 0], "g1": grid[:, 1], "f": values})
 
 
 def _replace_rows(table: pd.DataFrame, new: pd.DataFrame, order: list[str],
