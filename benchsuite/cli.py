@@ -1,11 +1,21 @@
-"""The ``benchsuite`` command line: list, plugins, run, verify, report.
+"""The ``benchsuite`` command line: list, plugins, run, runs, verify, report, compare.
+
+Output: results on stdout, fitted to 100 columns; progress, notes and warnings on stderr. An
+error reads ``error: <what went wrong>``, followed where it helps by ``hint: <what to do>``; a
+warning reads ``warning: ...`` (each on one line, for grep). ``-q`` prints only errors and the
+result (a path), ``-v`` adds detail. ``--json`` prints one strict-JSON object on stdout
+(non-finite numbers written as "inf", "-inf", "nan"). Progress: a bar on a terminal, a plain
+line every 30 s otherwise ($BENCHSUITE_PROGRESS_INTERVAL seconds); --no-progress silences it.
 
 Exit codes, one meaning each:
 
+\b
 - 0: success.
-- 1: the run finished but some trajectories failed with an error (``verify``: damaged cells).
-- 2: bad usage or input, refused before any work: unknown names, invalid values, a grid too
-  large without ``--yes``, a run folder holding another campaign or locked by another run.
+- 1: the run finished but some trajectories failed with an error (``verify``: damaged cells;
+  ``compare``: a significant regression).
+- 2: bad usage or input, refused before any work: unknown names, invalid values, a campaign
+  with nothing to run, a grid too large without ``--yes``, a run folder holding another
+  campaign or locked by another run.
 - 3: a plugin failed to load in strict mode.
 - 4: the disk refused a write (full, read-only, no permission); finished cells are kept.
 - 130: interrupted (Ctrl-C, SIGTERM, SIGHUP); finished cells are kept, and running the same
@@ -14,11 +24,16 @@ Exit codes, one meaning each:
 
 from __future__ import annotations
 
-import json
+import difflib
+import functools
+import math
 import re
 import signal
 import sys
+import textwrap
 import threading
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,11 +41,13 @@ from typing import Any
 import click
 import pandas as pd
 
+from benchsuite import jsonio
 from benchsuite.campaign import (
     DEFAULT_CAMPAIGN_BUDGET,
     Campaign,
     CampaignAborted,
     CampaignError,
+    Cell,
     campaign_from_dict,
     load_campaign,
     packaged_campaigns,
@@ -40,8 +57,18 @@ from benchsuite.campaign import (
 from benchsuite.execution import Interrupted, SerialExecutor, default_executor
 from benchsuite.fingerprint import digest, fingerprint
 from benchsuite.harness import MAX_EXTEND
-from benchsuite.observer import ProgressBar
-from benchsuite.plugins import ENV_STRICT, PluginLoadError, Registry, env_flag, load_registry
+from benchsuite.labels import display_names, renamed
+from benchsuite.observer import ENV_INTERVAL, ProgressBar, ProgressLog, outcome_phrase
+from benchsuite.plugins import (
+    ENV_ALLOW,
+    ENV_STRICT,
+    PluginLoadError,
+    Registry,
+    UnknownPluginName,
+    check_plugin_names,
+    env_flag,
+    load_registry,
+)
 from benchsuite.results import (
     CampaignMismatch,
     FolderBusy,
@@ -51,14 +78,91 @@ from benchsuite.results import (
     load_results,
     verify_run,
 )
+from benchsuite.runs import (
+    RunSummary,
+    latest_run,
+    list_runs,
+    local_time,
+    scan_run,
+    summarize_run,
+)
 from benchsuite.vocabulary import Outcome, Stop
 
 EXIT_TRAJECTORY_ERRORS, EXIT_USAGE, EXIT_PLUGIN, EXIT_UNWRITABLE = 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
+EXIT_MEANINGS = {
+    0: "success",
+    EXIT_TRAJECTORY_ERRORS: "the run finished, but some trajectories failed with an error",
+    EXIT_USAGE: "bad usage or input, refused before any work",
+    EXIT_PLUGIN: "a plugin failed to load in strict mode",
+    EXIT_UNWRITABLE: "the disk refused a write; finished cells are kept",
+    EXIT_INTERRUPTED: "interrupted; finished cells are kept",
+}
 #: Campaigns with more cells, or more trajectories in all, need ``--yes``.
 CONFIRM_CELLS, CONFIRM_TRAJECTORIES = 2_000, 50_000_000
 #: Run ids follow the alphabet of cell names: no separators, no leading dot, no '..'.
 _RUN_ID = re.compile(r"^[A-Za-z0-9_=,+\-][A-Za-z0-9_.=,+\-]{0,119}$")
+#: The widest line the commands print (tables are fitted to it; paths may exceed it).
+WIDTH = 100
+#: Standalone figure files the report can write besides the page (``--figures``).
+FIGURE_FORMATS = ("png", "svg", "pdf")
+
+
+# -- one style for messages ------------------------------------------------------------------
+
+class CliError(click.ClickException):
+    """An error shown as ``error: <message>`` and, when given, ``hint: <what to do>``."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, hint: str | None = None,
+                 exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        error(self.message, self.hint)
+
+
+def _wrap(text: str, prefix: str = "") -> str:
+    return textwrap.fill(prefix + text, WIDTH, subsequent_indent="  ", break_on_hyphens=False,
+                         break_long_words=False)
+
+
+def error(message: str, hint: str | None = None) -> None:
+    """``error: ...`` (and ``hint: ...``) on stderr, each on one line (logs stay greppable)."""
+    click.echo(f"error: {message}", err=True)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+
+
+def warn(message: str, hint: str | None = None) -> None:
+    """``warning: ...`` (and ``hint: ...``) on stderr, each on one line."""
+    click.echo(f"warning: {message}", err=True)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+
+
+def _restyled(exc: click.ClickException) -> CliError:
+    """A click error (bad option value, unknown option) in our style, exit code kept."""
+    if isinstance(exc, CliError):
+        return exc
+    message = exc.format_message()
+    if message[:1].isupper() and message[1:2].islower():
+        message = message[0].lower() + message[1:]
+    ctx = getattr(exc, "ctx", None)
+    hint = None
+    if isinstance(exc, click.UsageError):
+        hint = f"see '{ctx.command_path if ctx is not None else 'benchsuite'} --help'"
+    return CliError(message, hint, exit_code=exc.exit_code)
+
+
+def _format_warning(message: Any, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:
+    ours = category.__module__.startswith("benchsuite")
+    return f"warning: {message if ours else f'{category.__name__}: {message}'}\n"
 
 
 class Context:
@@ -70,33 +174,77 @@ class Context:
     def registry(self) -> Registry:
         if self._registry is None:
             try:
+                check_plugin_names(self.blocked)
+            except UnknownPluginName as exc:
+                hint = ("--no-plugin takes an entry-point or distribution name, as "
+                        "'benchsuite plugins' lists them" if exc.source != ENV_ALLOW else
+                        f"correct {ENV_ALLOW}, or unset it to load every installed plugin")
+                raise CliError(str(exc), hint) from None
+            try:
                 self._registry = load_registry(strict=self.strict, blocked=self.blocked)
             except PluginLoadError as exc:
-                click.echo(f"error: {exc}", err=True)
+                error(str(exc))
                 sys.exit(EXIT_PLUGIN)
             for err in self._registry.errors:
-                click.echo(f"warning: {err}", err=True)
+                warn(str(err))
         return self._registry
 
 
 class _Group(click.Group):
-    """SIGTERM and SIGHUP are handled like Ctrl-C, and any of them ends a command with exit 130
-    and a word (click's own handling says "Aborted!" with exit 1, the code of failed
-    trajectories)."""
+    """Errors in one style (click's own usage errors included); SIGTERM and SIGHUP handled
+    like Ctrl-C, any of them ending a command with exit 130 and a word (click's own handling
+    says "Aborted!" with exit 1, the code of failed trajectories)."""
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.ClickException as exc:
+            raise _restyled(exc) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         main_thread = threading.current_thread() is threading.main_thread()
         handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM,
                                                                     signal.SIGHUP)
                     } if main_thread else {}
+        formatter, warnings.formatwarning = warnings.formatwarning, _format_warning
         try:
             return super().invoke(ctx)
+        except click.ClickException as exc:
+            raise _restyled(exc) from None
         except KeyboardInterrupt as exc:
             click.echo(f"\ninterrupted by {getattr(exc, 'signal', 'SIGINT')}", err=True)
             ctx.exit(EXIT_INTERRUPTED)
         finally:
+            warnings.formatwarning = formatter
             for sig, previous in handlers.items():
                 signal.signal(sig, previous)
+
+
+def verbosity_options(verbose_help: str, quiet_help: str
+                      ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``-v/--verbose`` and ``-q/--quiet`` (both countable), passed to the command as one
+    ``verbosity`` (verbose minus quiet: 0 by default, < 0 quiet, > 0 verbose)."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, verbose: int = 0, quiet: int = 0, **kwargs: Any) -> Any:
+            return fn(*args, verbosity=verbose - quiet, **kwargs)
+
+        wrapper = click.option("-q", "--quiet", count=True, help=quiet_help)(wrapper)
+        return click.option("-v", "--verbose", count=True, help=verbose_help)(wrapper)
+
+    return decorate
+
+
+def _json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True,
+                        help="One strict-JSON object on stdout (non-finite numbers as "
+                             "\"inf\", \"nan\").")(fn)
+
+
+def echo_json(data: Any) -> None:
+    click.echo(jsonio.dumps(data, indent=2))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]},
@@ -107,7 +255,8 @@ class _Group(click.Group):
                    f"that raises (default: ${ENV_STRICT}).")
 @click.option("--no-plugin", "blocked", multiple=True, metavar="NAME",
               help="Do not load this plugin (entry-point or distribution name); repeatable. "
-                   "BENCHSUITE_PLUGINS=a,b loads only those.")
+                   f"{ENV_ALLOW}=a,b loads only those. Names that match no installed plugin "
+                   "are refused.")
 @click.pass_context
 def main(ctx: click.Context, strict: bool | None, blocked: tuple[str, ...]) -> None:
     """Do (sub)gradient trajectories stay bounded and reach a global minimum?
@@ -117,9 +266,11 @@ def main(ctx: click.Context, strict: bool | None, blocked: tuple[str, ...]) -> N
     ctx.obj = Context(strict, blocked)
 
 
+# -- list, plugins ---------------------------------------------------------------------------
+
 @main.command("list")
 @click.option("-v", "--verbose", is_flag=True, help="All metadata of each problem.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_option
 @click.pass_obj
 def list_cmd(obj: Context, verbose: bool, as_json: bool) -> None:
     """List problems and integrators, with the plugin that provides each."""
@@ -137,8 +288,7 @@ def list_cmd(obj: Context, verbose: bool, as_json: bool) -> None:
                             "description": i.summary(), "requires": sorted(i.requires),
                             "order": i.order, "adaptive": i.adaptive, "params": i.params})
     if as_json:
-        click.echo(json.dumps({"problems": problems, "integrators": integrators}, indent=2,
-                              default=str))
+        echo_json({"problems": problems, "integrators": integrators})
         return
     click.echo(f"Problems ({len(problems)}):")
     for row in problems:
@@ -156,18 +306,26 @@ def list_cmd(obj: Context, verbose: bool, as_json: bool) -> None:
 
 
 @main.command("plugins")
+@_json_option
 @click.pass_obj
-def plugins_cmd(obj: Context) -> None:
+def plugins_cmd(obj: Context, as_json: bool) -> None:
     """List plugins: name, distribution, version, status and any load error."""
     reg = obj.registry
+    if as_json:
+        echo_json({"plugins": [vars(p) for p in reg.plugins],
+                   "errors": [{"plugin": e.plugin.name, "distribution": e.plugin.distribution,
+                               "stage": e.stage, "error": e.error} for e in reg.errors]})
+        return
     for p in reg.plugins:
         click.echo(f"{p.name:<28} {p.distribution} {p.version:<10} {p.status:<11} {p.module}")
         if p.error:
-            click.echo(f"    {p.error}")
+            click.echo(f"    error: {p.error}")
     for err in reg.errors:
         if err.stage != "import":
-            click.echo(f"error in {err}")
+            click.echo(f"error: {err}")
 
+
+# -- run -------------------------------------------------------------------------------------
 
 def _check_run_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is not None and (not _RUN_ID.match(value) or ".." in value):
@@ -181,13 +339,70 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise Interrupted(signal.Signals(signum).name)
 
 
-def _echo_interrupted(exc: KeyboardInterrupt, run_dir: Path) -> None:
-    name = getattr(exc, "signal", "SIGINT")
-    click.echo(f"\ninterrupted by {name}: finished cells are kept in {run_dir}; run the same "
-               "command again to resume", err=True)
+class _Tally:
+    """Counts the cells this invocation runs, and says first how many were already done."""
+
+    def __init__(self, total: int, say: Callable[[str], None]) -> None:
+        self.total, self.say = total, say
+        self.todo: int | None = None
+        self.finished = 0
+
+    def campaign_started(self, campaign: Any, cells: list[Any]) -> None:
+        self.todo = len(cells)
+        done = self.total - self.todo
+        if done == self.total:
+            self.say(f"all {self.total} cells were already done")
+        elif done:
+            self.say(f"{done} of {self.total} cells already done; running {self.todo}")
+
+    def cell_finished(self, cell: Any, result: Any) -> None:
+        self.finished += 1
+
+
+def _refuse_nothing_to_run(cells: list[Cell], registry: Registry) -> None:
+    """Refuse a campaign whose every cell would be skipped (no integrator applies)."""
+    reasons: dict[str, int] = {}
+    for cell in cells:
+        try:
+            why = cell.integrator.skip(cell.problem)
+        except Exception:  # a plugin's skip() that raises: its cell will say so
+            return
+        if why is None:
+            return
+        reasons[why] = reasons.get(why, 0) + 1
+    problems = list({c.problem.name: c.problem for c in cells}.values())
+    applicable = []
+    for name, integrator in registry.integrators.items():
+        try:
+            if all(integrator.skip(p) is None for p in problems):
+                applicable.append(name)
+        except Exception:
+            continue
+    shown = "; ".join(list(reasons)[:3]) + (f"; and {len(reasons) - 3} more reasons"
+                                            if len(reasons) > 3 else "")
+    where = "" if len(cells) == 1 else f"in all {len(cells)} cells of this campaign, "
+    message = (f"nothing to run: {where}the integrator does not apply to the problem "
+               f"({shown})")
+    if applicable:
+        these = "this problem" if len(problems) == 1 else "these problems"
+        hint = f"choose integrators that apply to {these}, e.g. -i {' -i '.join(applicable[:4])}"
+    else:
+        hint = ("no installed integrator applies to every selected problem: choose other "
+                "problems (-p) or integrators (-i); 'benchsuite list' says what each needs")
+    raise CliError(message, hint)
+
+
+def _progress_observer(progress: bool | None, quiet: bool) -> Any:
+    """A bar on a terminal, plain periodic lines otherwise (CI logs), or nothing."""
+    if progress is False or quiet:
+        return None
+    isatty = getattr(sys.stderr, "isatty", None)
+    return ProgressBar(disable=False) if callable(isatty) and isatty() else ProgressLog()
 
 
 @main.command("run")
+@verbosity_options(verbose_help="Also print a table of every cell (-vv: wider names).",
+                   quiet_help="Print only errors and the path of the run folder; no progress.")
 @click.option("-c", "--campaign", "campaign_file", metavar="FILE|NAME",
               help="A TOML campaign file, or a packaged one by name ("
                    + ", ".join(packaged_campaigns())
@@ -233,15 +448,19 @@ def _echo_interrupted(exc: KeyboardInterrupt, run_dir: Path) -> None:
 @click.option("-y", "--yes", is_flag=True,
               help=f"Start campaigns larger than {CONFIRM_CELLS} cells or "
                    f"{CONFIRM_TRAJECTORIES:.0e} trajectories without refusing.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a TTY).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress on stderr (default: on): a bar on a terminal, otherwise a line "
+                   f"every 30 s (${ENV_INTERVAL} seconds) and one at the end.")
+@_json_option
 @click.pass_context
 def run_cmd(ctx: click.Context, campaign_file, problems, integrators, n_points, seed, t_max,
             max_steps, max_evals, wall_time, extend, certificates, results_dir, run_id,
-            resume_dir, workers, in_process, wait, yes, progress) -> None:
+            resume_dir, workers, in_process, wait, yes, progress, as_json, verbosity) -> None:
     """Run a campaign; with no options, the default one on the built-in catalog.
 
     Results go to RESULTS_DIR/RUN_ID/ (parquet tables and a manifest); finished cells of an
-    earlier run of the same campaign are kept and skipped.
+    earlier run of the same campaign are kept and skipped. At the end it prints a summary:
+    cells by state, trajectories by outcome, and what needs attention.
     """
     obj: Context = ctx.obj
     given = {name for name in ctx.params
@@ -280,58 +499,141 @@ def run_cmd(ctx: click.Context, campaign_file, problems, integrators, n_points, 
         campaign = replace(base, **changes)
         cells = plan(obj.registry, campaign)  # validate every name before any work starts
     except (CampaignError, ValueError, FileNotFoundError) as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise CliError(str(exc), "see 'benchsuite run --help'; 'benchsuite list' shows the "
+                       "problems and integrators") from exc
+    _refuse_nothing_to_run(cells, obj.registry)
     trajectories = len(cells) * campaign.n_points
     if not yes and (len(cells) > CONFIRM_CELLS or trajectories > CONFIRM_TRAJECTORIES):
-        raise click.UsageError(
+        raise CliError(
             f"this campaign has {len(cells)} cells and {trajectories} trajectories, more than "
-            f"{CONFIRM_CELLS} cells or {CONFIRM_TRAJECTORIES:.0e} trajectories: check the "
-            "problem globs and integrator grids, and pass --yes to start it anyway")
+            f"{CONFIRM_CELLS} cells or {CONFIRM_TRAJECTORIES:.0e} trajectories",
+            "check the problem globs and integrator grids, and pass --yes to start it anyway")
     if run_dir is None:
         print_ = fingerprint(campaign, obj.registry, cells)
         run_dir = Path(results_dir) / (run_id or f"run-{digest(print_)[:10]}")
     executor = SerialExecutor() if in_process else default_executor(workers)
     strict = env_flag(ENV_STRICT) if obj.strict is None else obj.strict
+    quiet = verbosity < 0
+    tally = _Tally(len(cells), (lambda m: None) if quiet else (lambda m: click.echo(m, err=True)))
+    observers: list[Any] = [tally]
+    bar = _progress_observer(progress, quiet or as_json)
+    if bar is not None:
+        observers.append(bar)
     try:
         store = run_campaign(campaign, obj.registry, run_dir, executor=executor, strict=strict,
-                             wait=wait, observers=[ProgressBar(disable=None if progress is None
-                                                               else not progress)])
+                             wait=wait, observers=observers)
     except (CampaignMismatch, FolderBusy) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+        raise CliError(str(exc)) from None
     except StoreWriteError as exc:
         what = "free some space or choose" if disk_full(exc) else "choose"
-        click.echo(f"error: {exc}\nfinished cells are kept in {run_dir}; {what} another "
-                   "--results-dir, then run the same command again to resume", err=True)
+        error(str(exc), f"finished cells are kept in {run_dir}; {what} another --results-dir, "
+              "then run the same command again to resume")
         sys.exit(EXIT_UNWRITABLE)
     except KeyboardInterrupt as exc:
-        _echo_interrupted(exc, run_dir)
+        name = getattr(exc, "signal", "SIGINT")
+        click.echo(f"\ninterrupted by {name}: finished cells are kept in {run_dir}", err=True)
+        _echo_incomplete(run_dir)
+        click.echo("hint: run the same command again to resume", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except CampaignAborted as exc:
-        click.echo(f"error: {exc}\nfinished cells are kept in {run_dir}; run the same "
-                   "command again to resume", err=True)
+        if not quiet:
+            _report_run(run_dir, campaign, tally, verbosity, as_json, EXIT_TRAJECTORY_ERRORS,
+                        meaning="strict mode stopped the campaign at its first trajectory "
+                                "that raised; finished cells are kept")
+        error(str(exc), f"finished cells are kept in {run_dir}; run the same command again "
+              "to resume")
         sys.exit(EXIT_TRAJECTORY_ERRORS)
-    tables = load_results(store.path)
-    with pd.option_context("display.width", 200, "display.max_rows", 1000):
-        click.echo(summarize(tables).to_string())
-    for line in verdict_notes(tables["trajectories"], campaign):
-        click.echo(line, err=True)
-    click.echo(f"\nresults: {store.path}\nreport:  benchsuite report {store.path}")
-    if (tables["trajectories"].get("stop", pd.Series()) == "error").any():
-        sys.exit(EXIT_TRAJECTORY_ERRORS)
+    code = _report_run(store.path, campaign, tally, verbosity, as_json)
+    if code:
+        sys.exit(code)
 
 
-def summarize(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per problem and integrator: how many trajectories ended in each outcome, and medians."""
+def _echo_incomplete(run_dir: Path) -> None:
+    """How far an interrupted run got (records counted, nothing hashed)."""
+    try:
+        info = scan_run(run_dir)
+    except (CampaignMismatch, OSError):
+        return
+    warn(f"the run folder is incomplete: {info.done} of {info.total} cells finished, "
+         f"{info.missing} missing" + (f", {info.damaged} damaged" if info.damaged else ""))
+
+
+def _report_run(path: Path, campaign: Campaign, tally: _Tally, verbosity: int,
+                as_json: bool, exit_code: int | None = None, meaning: str | None = None) -> int:
+    """Print the end-of-run summary (or its JSON); return the exit status."""
+    tables = load_results(path)
+    summary = replace(summarize_run(path, tables), run_now=tally.finished,
+                      already_done=None if tally.todo is None else tally.total - tally.todo)
     traj = tables["trajectories"]
-    if traj.empty:
-        return pd.DataFrame()
-    keys = ["problem", "integrator"]
-    counts = pd.crosstab([traj[k] for k in keys], traj["outcome"].astype(str))
-    med = traj.groupby(keys, observed=True).agg(
-        median_f_gap=("f_gap", "median"), median_norm=("norm", "median"),
-        max_norm=("max_norm", "max"))
-    return counts.join(med)
+    if exit_code is None:
+        errors = "stop" in traj and bool((traj["stop"].astype(str) == Stop.ERROR).any())
+        exit_code = EXIT_TRAJECTORY_ERRORS if errors else 0
+    notes = verdict_notes(traj, campaign)
+    if as_json:
+        echo_json({**summary.to_dict(), "notes": notes, "exit_status": exit_code,
+                   "exit_meaning": meaning or EXIT_MEANINGS[exit_code]})
+        for note in notes:
+            click.echo(_wrap(note), err=True)
+        _echo_integrity(summary)
+        return exit_code
+    if verbosity < 0:
+        _echo_integrity(summary)
+        click.echo(str(path))
+        return exit_code
+    if verbosity > 0:
+        names = display_names(RunStore(path).manifest()["cells"])
+        for line in cell_table(tables, names, wide=verbosity > 1):
+            click.echo(line)
+        click.echo()
+    for line in summary_lines(summary):
+        click.echo(line)
+    for note in notes:
+        click.echo(_wrap(note), err=True)
+    _echo_integrity(summary)
+    click.echo(f"\nresults: {path}\nreport:  benchsuite report {path}")
+    return exit_code
+
+
+def summary_lines(s: RunSummary) -> list[str]:
+    """The end-of-run summary: cells by state, trajectories by outcome (<= 100 columns)."""
+    line = f"cells: {s.finished} of {s.total} finished"
+    if s.run_now is not None and s.already_done is not None:
+        line += f" ({s.run_now} run now, {s.already_done} already done)"
+    extra = []
+    if s.skipped:
+        extra.append(f"{s.skipped} skipped (the integrator does not apply)")
+    if s.with_errors:
+        extra.append(f"{s.with_errors} with failed trajectories")
+    if s.missing:
+        extra.append(f"{s.missing} missing")
+    if s.damaged:
+        extra.append(f"{s.damaged} damaged")
+    if extra:
+        line += "; " + ", ".join(extra)
+    lines = [_wrap(line)]
+    if s.trajectories:
+        phrase = outcome_phrase(s.outcomes)
+        if s.undetermined:
+            phrase += f" ({s.undetermined_share:.1%})"
+        lines.append(_wrap(f"{s.trajectories} trajectories: {phrase}"))
+    else:
+        lines.append("no trajectories")
+    return lines
+
+
+def _echo_integrity(s: RunSummary) -> None:
+    """Flag a run folder that is incomplete or damaged, or whose trajectories raised."""
+    run = s.path
+    if s.missing or s.damaged:
+        parts = [f"{n} {what}" for n, what in ((s.missing, "missing"), (s.damaged, "damaged"))
+                 if n]
+        warn(f"the run folder is incomplete: {' and '.join(parts)} of {s.total} cells",
+             f"run the same command again (or 'benchsuite run --resume {run}') to finish it"
+             + ("; 'benchsuite verify' names damaged cells" if s.damaged else ""))
+    if s.with_errors:
+        warn(f"{s.with_errors} cell{'s' if s.with_errors != 1 else ''} had trajectories that "
+             "raised an error (exit status 1)",
+             "their rows carry the error in the 'message' column; --strict stops at the first")
 
 
 def verdict_notes(traj: pd.DataFrame, campaign: Campaign) -> list[str]:
@@ -356,10 +658,248 @@ def verdict_notes(traj: pd.DataFrame, campaign: Campaign) -> list[str]:
     return notes
 
 
+# -- text tables -----------------------------------------------------------------------------
+
+def _clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` in the middle (``deep_line~-30-10]``): names that differ only
+    in their parameters, at the end, stay apart."""
+    if len(text) <= width:
+        return text
+    if width < 5:
+        return text[:width]
+    head = (width - 1) // 2
+    return text[:head] + "~" + text[len(text) - (width - 1 - head):]
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], *,
+               right: Sequence[int] = (), shrink: Sequence[int] = (), min_width: int = 16,
+               width: int = WIDTH) -> tuple[list[str], list[str]]:
+    """Rows of text as aligned columns at most ``width`` wide: the widest ``shrink`` column is
+    clipped first (in the middle, down to ``min_width``), then the next; then columns are
+    dropped from the right. Returns the lines and the names of the dropped columns."""
+    n = len(header)
+    widths = [max([len(header[i]), *(len(r[i]) for r in rows)]) for i in range(n)]
+    keep = list(range(n))
+
+    def total() -> int:
+        return sum(widths[i] for i in keep) + 2 * (len(keep) - 1)
+
+    while total() > width:
+        can = [i for i in shrink if widths[i] > min_width]
+        if not can:
+            break
+        i = max(can, key=lambda j: widths[j])
+        others = sorted((widths[j] for j in can if j != i), reverse=True)
+        floor = max(min_width, others[0] if others else min_width)
+        widths[i] = max(floor, widths[i] - (total() - width))
+        if widths[i] == floor and others and total() > width:
+            continue
+    dropped = []
+    while total() > width and len(keep) > 2:
+        dropped.append(header[keep.pop()])
+
+    def render(cells: Sequence[str]) -> str:
+        out = []
+        for i in keep:
+            cell = _clip(cells[i], widths[i])
+            out.append(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]))
+        return "  ".join(out).rstrip()
+
+    return [render(header), *(render(r) for r in rows)], dropped
+
+
+#: Short names of the outcomes, for tables that would not fit with the full ones.
+OUTCOME_CODES = {"converged_global": "glob", "converged_spurious": "spur",
+                 "escape_global": "esc_glob", "escape_spurious": "esc_spur",
+                 "step_limited": "step", "diverged": "div", "failed": "fail",
+                 "undetermined": "undet"}
+
+
+def _number(value: Any) -> str:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return "-" if math.isnan(value) else f"{value:.3g}"
+
+
+def cell_table(tables: dict[str, pd.DataFrame], names: dict[str, str], wide: bool = False
+               ) -> list[str]:
+    """One line per cell: its trajectories by outcome and their median gap to the infimum,
+    with the display ``names`` of the integrators, at most 100 columns (``wide``: no limit);
+    skipped cells below, with their reasons."""
+    traj, skipped = tables["trajectories"], tables["skipped"]
+    lines: list[str] = []
+    if len(traj):
+        frame = traj.assign(integrator=traj["integrator"].astype(str).map(names),
+                            problem=traj["problem"].astype(str),
+                            outcome=traj["outcome"].astype(str))
+        counts = pd.crosstab([frame["problem"], frame["integrator"]], frame["outcome"])
+        gaps = frame.groupby(["problem", "integrator"])["f_gap"].median()
+        width = 10**6 if wide else WIDTH
+        for codes in ({}, OUTCOME_CODES):  # full outcome names when they fit
+            rows = []
+            for (problem, integrator), row in counts.iterrows():
+                found = {str(k): int(v) for k, v in row.items() if v}
+                text = ", ".join(f"{n} {codes.get(k, k)}" for k, n in _ordered(found))
+                rows.append([problem, integrator, text, _number(gaps.get((problem, integrator)))])
+            header = ["problem", "integrator", "trajectories", "med_f_gap"]
+            natural = sum(max(len(h), *(len(r[i]) for r in rows))
+                          for i, h in enumerate(header)) + 2 * (len(header) - 1)
+            if natural <= width or codes:
+                break
+        table, _ = text_table(header, rows, right=(3,), shrink=(0, 1), width=width)
+        lines += table
+        used = sorted({k for k in counts.columns if counts[k].any()} & set(codes))
+        if used:
+            lines.append(_wrap("(" + ", ".join(f"{codes[k]} = {k}" for k, _ in _ordered(
+                dict.fromkeys(used, 1))) + ")"))
+    if len(skipped):  # one line per reason, the problem's name taken out of it
+        groups: dict[str, tuple[dict[str, None], dict[str, None], list[str]]] = {}
+        for problem, integrator, reason in zip(skipped["problem"].astype(str),
+                                               skipped["integrator"].astype(str),
+                                               skipped["reason"].astype(str), strict=True):
+            probs, integs, keys = groups.setdefault(reason.replace(problem, "<problem>"),
+                                                    ({}, {}, []))
+            probs[problem] = integs[names.get(integrator, integrator)] = None
+            keys.append(problem)
+        for reason, (probs, integs, keys) in groups.items():
+            where = (f"{len(keys)} cell{'s' if len(keys) != 1 else ''}: "
+                     f"{', '.join(integs)} on {len(probs)} problem{'s' if len(probs) != 1 else ''}")
+            tail = f"; <problem>: {', '.join(probs)}" if "<problem>" in reason else ""
+            lines.append(_wrap(f"skipped ({where}): {reason}{tail}"))
+    return lines
+
+
+def _ordered(counts: dict[str, int]) -> list[tuple[str, int]]:
+    order = {name: i for i, name in enumerate(OUTCOME_CODES)}
+    return sorted(counts.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
+
+
+def _board_header(name: str) -> str:
+    short = {"trajectories": "n", **OUTCOME_CODES,
+             "converged_global": "conv_glob"}
+    if name in short:
+        return short[name]
+    return short.get(name, name.replace("median_", "med_"))
+
+
+def board_lines(board: pd.DataFrame) -> list[str]:
+    """A leaderboard as text at most 100 columns wide: rates as percentages, the interval of
+    the first (the ranking) rate beside it, other numbers to 3 significant digits; columns
+    that do not fit are named below."""
+    frame = board.reset_index()
+    frame = frame.drop(columns=[c for c in frame.columns if c == "index"])
+    names = [str(c) for c in frame.columns]
+    intervals = {c: (f"{c}_low", f"{c}_high") for c in names
+                 if f"{c}_low" in names and f"{c}_high" in names}
+    hidden = {part for pair in intervals.values() for part in pair}
+    front = [c for c in ("rank", "problem", "integrator") if c in names]
+    columns = front + [c for c in names if c not in front and c not in hidden]
+    rates = [c for c in columns if c in intervals]
+    first_rate = rates[0] if rates else None
+
+    def cell(row: pd.Series, c: str) -> str:
+        value = row[c]
+        if c in rates:
+            if pd.isna(value):
+                return "-"
+            text = f"{float(value):.0%}"
+            if c == first_rate and c in intervals:
+                low, high = (row[k] for k in intervals[c])
+                if not (pd.isna(low) or pd.isna(high)):
+                    text += f" [{float(low) * 100:.0f}-{float(high) * 100:.0f}]"
+            return text
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return str(value)
+        return str(value) if isinstance(value, int) else _number(value)
+
+    header = [_board_header(c) for c in columns]
+    rows = [[cell(row, c) for c in columns] for _, row in frame.iterrows()]
+    text = {"problem", "integrator"}
+    lines, dropped = text_table(header, rows,
+                                right=[i for i, c in enumerate(columns) if c not in text])
+    if first_rate in intervals and _board_header(first_rate) not in dropped:
+        lines.append(f"({_board_header(first_rate)}: share of trajectories, with its "
+                     "confidence interval in %)")
+    if dropped:
+        lines.append(_wrap(f"(not shown: {', '.join(reversed(dropped))}; see the HTML "
+                           "report)"))
+    return lines
+
+
+# -- runs, verify, report --------------------------------------------------------------------
+
+@main.command("runs")
+@verbosity_options(verbose_help="Also show each campaign's globs, damage details, and "
+                                "folders that are not runs.",
+                   quiet_help="Print only the paths of the run folders.")
+@click.option("--results-dir", default="results", show_default=True,
+              type=click.Path(file_okay=False), help="Where the run folders are.")
+@click.option("--verify", "full", is_flag=True,
+              help="Check every checksum (slower); by default cell records are only counted.")
+@_json_option
+def runs_cmd(results_dir: str, full: bool, as_json: bool, verbosity: int) -> None:
+    """List the run folders under RESULTS_DIR, least recently run first (the last one is the
+    run that 'benchsuite report' picks when given none): cells done, damage, campaign."""
+    runs, others = list_runs(results_dir, verify=full)
+    if as_json:
+        echo_json({"results_dir": results_dir, "order": "least recently run first",
+                   "runs": [r.to_dict() for r in runs],
+                   "not_runs": [o.to_dict() for o in others]})
+        return
+    if verbosity < 0:
+        for r in runs:
+            click.echo(str(r.path))
+        return
+    if not runs:
+        click.echo(f"no run folders in {results_dir}" + (f" ({len(others)} other folders; -v "
+                                                          "lists them)" if others else ""),
+                   err=True)
+    else:
+        click.echo(_wrap(f"{len(runs)} run{'s' if len(runs) != 1 else ''} in {results_dir}, "
+                         "least recently run first ('benchsuite report' picks the last):"))
+        header = ["id", "last run", "created", "cells", "campaign", "n", "status"]
+        rows = []
+        for r in runs:
+            status = r.status
+            if r.status == "incomplete":
+                status += f" ({r.missing} missing)"
+            elif r.status == "damaged":
+                status += f" ({r.damaged})" + (f", {r.missing} missing" if r.missing else "")
+            rows.append([r.id, local_time(r.last_invocation), local_time(r.created),
+                         f"{r.done}/{r.total}", f"{r.n_problems} x {r.n_integrators}",
+                         "-" if r.n_points is None else str(r.n_points), status])
+        lines, _ = text_table(header, rows, right=(3, 5), shrink=(0, 6))
+        for line in lines:
+            click.echo(line)
+        click.echo(_wrap("(campaign: problems x integrators; n: points per problem; "
+                         + ("every checksum verified)" if full else "cell records counted, "
+                            "files not hashed: --verify checks them)")))
+    flagged = [r for r in runs if r.status in ("incomplete", "damaged")]
+    for r in flagged:
+        warn(f"{r.id} is {r.status}: {r.missing} of {r.total} cells missing"
+             + (f", {r.damaged} damaged" if r.damaged else ""))
+    if verbosity > 0:
+        for r in runs:
+            click.echo(_wrap(f"{r.id}: problems {', '.join(r.problems)}; integrators "
+                             f"{', '.join(r.integrators)}; {r.invocations} invocation(s)"
+                             + (f"; written by {r.running}" if r.running else "")))
+            for detail in r.details:
+                click.echo(_wrap(f"damaged: {detail}", "  "))
+        for o in others:
+            click.echo(_wrap(f"{o.id}: not a run ({o.reason})"))
+    if flagged:
+        click.echo("hint: 'benchsuite run --resume RUN' finishes a run, 'benchsuite verify RUN' "
+                   "names damage", err=True)
+
+
 @main.command("verify")
+@verbosity_options(verbose_help="Also list the intact cells.",
+                   quiet_help="Print only damaged cells.")
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def verify_cmd(run: str, as_json: bool) -> None:
+@_json_option
+def verify_cmd(run: str, as_json: bool, verbosity: int) -> None:
     """Check every cell of a run folder against its checksums and its campaign.
 
     Exit 0 when intact (unfinished cells are listed: incomplete is not damaged), 1 naming
@@ -368,49 +908,171 @@ def verify_cmd(run: str, as_json: bool) -> None:
     try:
         checks = verify_run(run)
     except CampaignMismatch as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise CliError(str(exc), "pass a folder written by 'benchsuite run'; 'benchsuite "
+                       "runs' lists them") from None
     damaged = [c for c in checks if c.status == "damaged"]
     missing = [c for c in checks if c.status == "missing"]
     if as_json:
-        click.echo(json.dumps({"run": run, "intact": not damaged,
-                               "cells": [vars(c) for c in checks]}, indent=2))
-    else:
+        echo_json({"run": run, "intact": not damaged, "complete": not (damaged or missing),
+                   "cells": [vars(c) for c in checks]})
+        if damaged:
+            sys.exit(EXIT_TRAJECTORY_ERRORS)
+        return
+    for c in damaged:
+        click.echo(_wrap(f"damaged  {c.key}  ({c.problem} x {c.integrator}): {c.detail}"))
+    if verbosity >= 0:
+        for c in missing:
+            click.echo(_wrap(f"missing  {c.key}  ({c.problem} x {c.integrator})"))
+    if verbosity > 0:
+        for c in checks:
+            if c.status == "ok":
+                click.echo(_wrap(f"ok       {c.key}  ({c.problem} x {c.integrator})"))
+    if verbosity >= 0:
         click.echo(f"{run}: {len(checks)} cells: {len(checks) - len(damaged) - len(missing)} "
                    f"intact, {len(missing)} not finished, {len(damaged)} damaged")
-        for c in damaged:
-            click.echo(f"  damaged  {c.key}  ({c.problem} x {c.integrator}): {c.detail}")
-        for c in missing:
-            click.echo(f"  missing  {c.key}  ({c.problem} x {c.integrator})")
-        if damaged:
-            click.echo("a resume of the run moves damaged cells aside and recomputes them")
-    sys.exit(EXIT_TRAJECTORY_ERRORS if damaged else 0)
+    if damaged:
+        click.echo("hint: a resume of the run moves damaged cells aside and recomputes them",
+                   err=True)
+    if damaged:
+        sys.exit(EXIT_TRAJECTORY_ERRORS)
+
+
+def _figure_formats(values: tuple[str, ...]) -> tuple[str, ...]:
+    formats: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            fmt = part.strip().lower().lstrip(".")
+            if not fmt:
+                continue
+            if fmt not in FIGURE_FORMATS:
+                close = difflib.get_close_matches(fmt, FIGURE_FORMATS, n=1)
+                raise CliError(f"unknown figure format {fmt!r}"
+                               + (f"; did you mean {close[0]!r}?" if close else ""),
+                               f"--figures takes {', '.join(FIGURE_FORMATS)} (comma-separated "
+                               "or repeated)")
+            if fmt not in formats:
+                formats.append(fmt)
+    return tuple(formats)
 
 
 @main.command("report")
-@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@verbosity_options(verbose_help="Also print the leaderboard of each problem.",
+                   quiet_help="Print only the path of the page.")
+@click.argument("run", required=False, type=click.Path(exists=True, file_okay=False))
+@click.option("--results-dir", default="results", show_default=True,
+              type=click.Path(file_okay=False),
+              help="Without RUN, report the most recent run in this folder.")
 @click.option("-o", "--out", type=click.Path(file_okay=False), default=None,
               help="Output folder (default: RUN/report).")
-@click.pass_obj
-def report_cmd(obj: Context, run: str, out: str | None) -> None:
-    """Leaderboards and figures of a finished run, as an HTML page (never re-runs anything)."""
+@click.option("--figures", "figures", multiple=True, metavar="FORMATS",
+              help="Also write every figure as a standalone file in these formats: "
+                   f"{', '.join(FIGURE_FORMATS)} (comma-separated or repeated).")
+@click.option("--open", "open_page", is_flag=True, help="Open the page in a web browser.")
+def report_cmd(run: str | None, results_dir: str, out: str | None, figures: tuple[str, ...],
+               open_page: bool, verbosity: int) -> None:
+    """Leaderboards and figures of a run, as an HTML page (never re-runs anything).
+
+    RUN defaults to the most recent run in --results-dir (the last one 'benchsuite runs'
+    lists).
+    """
+    formats = _figure_formats(figures)
+    if run is None:
+        latest = latest_run(results_dir)
+        if latest is None:
+            raise CliError(f"no run folder in {results_dir}",
+                           "pass RUN, or --results-dir DIR where 'benchsuite run' wrote its "
+                           "runs")
+        run = str(latest.path)
+        if verbosity >= 0:
+            click.echo(_wrap(f"reporting the most recent run in {results_dir}: {latest.id} "
+                             f"(last run {local_time(latest.last_invocation)})"), err=True)
     # imported here: matplotlib and seaborn would slow down every other command's start
-    from benchsuite.report import compact_labels, leaderboard, write_report
+    import benchsuite.report as report_module
 
     try:
         tables = load_results(run)
-        page = write_report(run, out, registry=obj.registry)
-    except ValueError as exc:  # not a run folder, or nothing finished yet
-        raise click.UsageError(str(exc)) from exc
+        page = report_module.write_report(run, out, formats=formats, tables=tables)
+    except (ValueError, CampaignMismatch) as exc:  # not a run folder, or nothing finished yet
+        raise CliError(str(exc), "'benchsuite runs' lists the run folders and how far each "
+                       "got") from None
     except OSError as exc:
-        click.echo(f"error: cannot write the report: {exc.strerror or exc} "
-                   f"({getattr(exc, 'filename', None) or out or run}); write it elsewhere "
-                   "with -o DIR", err=True)
+        error(f"cannot write the report: {exc.strerror or exc} "
+              f"({getattr(exc, 'filename', None) or out or run})",
+              "write it elsewhere with -o DIR")
         sys.exit(EXIT_UNWRITABLE)
-    with pd.option_context("display.width", 200, "display.max_rows", 200,
-                           "display.float_format", "{:.3g}".format):
-        board = leaderboard(compact_labels(tables["trajectories"]), by_problem=False)
-        click.echo(board.to_string())
-    click.echo(f"\nreport: {page}")
+    if verbosity >= 0:
+        traj = renamed(tables["trajectories"], display_names(RunStore(run).manifest()["cells"]))
+        for line in board_lines(report_module.leaderboard(traj, by_problem=False)):
+            click.echo(line)
+        if verbosity > 0:
+            for problem, group in traj.groupby("problem", observed=True):
+                click.echo(f"\n{problem}:")
+                for line in board_lines(report_module.leaderboard(group, by_problem=False)):
+                    click.echo(line)
+    cells = tables["cells"]
+    missing, damaged = (int((cells["status"] == s).sum()) for s in ("missing", "damaged"))
+    if missing or damaged:
+        parts = [f"{n} {what}" for n, what in ((missing, "missing"), (damaged, "damaged")) if n]
+        warn(f"{run} is incomplete: {' and '.join(parts)} of {len(cells)} cells; the report "
+             "covers the finished cells only",
+             f"'benchsuite run --resume {run}' finishes it"
+             + ("; 'benchsuite verify' names damaged cells" if damaged else ""))
+    click.echo(str(page) if verbosity < 0 else f"\nreport: {page}")
+    if open_page and click.launch(str(page)) != 0:
+        warn(f"could not open a browser; open {page} yourself")
+
+
+@main.command("compare")
+@verbosity_options(verbose_help="List every test, not only the significant changes.",
+                   quiet_help="Print only the regressions.")
+@click.argument("base", type=click.Path(exists=True, file_okay=False))
+@click.argument("new", type=click.Path(exists=True, file_okay=False))
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=0.05, show_default=True,
+              help="Significance level, after correcting for the number of tests.")
+@click.option("--correction", type=click.Choice(["holm", "bh"]), default="holm",
+              show_default=True,
+              help="Holm (family-wise error rate) or Benjamini-Hochberg (false discovery rate).")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the comparison as an HTML page (default: "
+                   "NEW/report/compare.html).")
+@_json_option
+def compare_cmd(base: str, new: str, alpha: float, correction: str, html_out: str | None,
+                as_json: bool, verbosity: int) -> None:
+    """Did NEW make an integrator worse than BASE? Exit 1 on a significant regression.
+
+    Cells are matched by problem and integrator. Each outcome rate is compared with Fisher's
+    exact test, each cost to the target (oracle calls, flow time) with a Mann-Whitney test
+    and a bootstrap interval of the ratio of medians; p-values are corrected for the number
+    of tests. Cells on one side only are listed. Typical use: a run on the main branch, a run
+    of the same campaign on a change, then 'benchsuite compare MAIN_RUN CHANGE_RUN' in CI.
+    """
+    from benchsuite.compare import compare_runs, text_rows
+    from benchsuite.page import html_page
+
+    try:
+        comparison = compare_runs(base, new, alpha=alpha, correction=correction)
+    except (ValueError, CampaignMismatch) as exc:
+        raise CliError(str(exc), "'benchsuite runs' lists the run folders") from None
+    page = Path(html_out) if html_out else Path(new) / "report" / "compare.html"
+    try:
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(html_page(f"benchsuite compare: {Path(base).name} -> {Path(new).name}",
+                                  comparison.to_html()))
+    except OSError as exc:
+        error(f"cannot write the comparison page: {exc.strerror or exc} ({page})",
+              "write it elsewhere with --html FILE")
+        sys.exit(EXIT_UNWRITABLE)
+    regressions = comparison.regressions
+    if as_json:
+        echo_json({**comparison.to_json(), "html": str(page)})
+    elif verbosity < 0:
+        if len(regressions):
+            click.echo("\n".join(["REGRESSIONS:", *text_rows(regressions)]))
+    else:
+        click.echo(comparison.to_text(verbose=verbosity > 0))
+        click.echo(f"\ncomparison: {page}")
+    sys.exit(EXIT_TRAJECTORY_ERRORS if len(regressions) else 0)
 
 
 def entry(argv: list[str] | None = None) -> Any:

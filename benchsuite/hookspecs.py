@@ -19,7 +19,7 @@ mode is on, see :mod:`benchsuite.plugins`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -80,4 +80,26 @@ def benchsuite_observers() -> list[RunObserver]:
     Returns
     -------
     list of RunObserver
+    """
+
+
+@hookspec
+def benchsuite_report_sections() -> list[Any]:
+    """Return sections to add to every report (``benchsuite report``), after the built-in ones.
+
+    A section is any object with
+
+    * ``title``: a string, the section's heading;
+    * ``render(tables, manifest) -> str``: an HTML fragment, from the run's tables (the dict
+      :func:`benchsuite.results.load_results` returns: ``trajectories``, ``checkpoints``,
+      ``landscapes``, ``skipped``, ``timings``, ``cells``) and its manifest (a dict). Escape
+      what you did not write (:func:`html.escape`).
+
+    The report stays a function of the run folder: render from the tables and the manifest,
+    never by re-running anything. A section that raises is replaced by a warning naming the
+    error; the rest of the report is written.
+
+    Returns
+    -------
+    list
     """

@@ -8,13 +8,16 @@ rest keeps working. Strict mode (``strict=True``, or ``BENCHSUITE_STRICT=1``) ra
 
 Users choose what loads: ``blocked`` names (``--no-plugin NAME``) and an allowlist
 (``BENCHSUITE_PLUGINS=a,b``); a name matches either the entry-point name or the distribution
-name. Results of collecting hooks are sorted by name, never left in registration order, and a
-duplicate name is refused with both sources named. The core's own plugins are registered first,
-so a third-party plugin cannot replace a built-in problem by reusing its name.
+name, and :func:`check_plugin_names` says when one matches no installed plugin (the command line
+refuses it, with the closest names). Results of collecting hooks are sorted by name, never left
+in registration order, and a duplicate name is refused with both sources named. The core's own
+plugins are registered first, so a third-party plugin cannot replace a built-in problem by
+reusing its name.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
 import os
 import re
@@ -65,6 +68,15 @@ class PluginLoadError(RuntimeError):
     """Raised in strict mode at the first plugin error."""
 
 
+class UnknownPluginName(ValueError):
+    """``--no-plugin`` or ``BENCHSUITE_PLUGINS`` names no installed plugin (a typo would
+    otherwise block or allow nothing, silently); ``source`` says which of the two."""
+
+    def __init__(self, message: str, source: str) -> None:
+        super().__init__(message)
+        self.source = source
+
+
 @dataclass
 class Registry:
     """Everything the installed plugins contribute, sorted by name, with their sources."""
@@ -72,6 +84,7 @@ class Registry:
     problems: dict[str, Problem] = field(default_factory=dict)
     integrators: dict[str, Integrator] = field(default_factory=dict)
     observers: list[Any] = field(default_factory=list)
+    report_sections: list[Any] = field(default_factory=list)
     plugins: list[PluginInfo] = field(default_factory=list)
     errors: list[PluginError] = field(default_factory=list)
     source: dict[tuple[str, str], PluginInfo] = field(default_factory=dict)
@@ -92,6 +105,34 @@ def env_allowlist() -> frozenset[str] | None:
     if raw is None or not raw.strip():
         return None
     return frozenset(part.strip() for part in re.split(r"[,\s]+", raw) if part.strip())
+
+
+def installed_plugin_names() -> list[str]:
+    """Entry-point names and distribution names of the installed plugins, sorted."""
+    names = set()
+    for ep in _entry_points():
+        names.add(ep.name)
+        if ep.dist is not None:
+            names.add(ep.dist.name)
+    return sorted(names)
+
+
+def check_plugin_names(blocked: Iterable[str] = (), allow: Iterable[str] | None = None) -> None:
+    """Raise :class:`UnknownPluginName` if a name given to block (``--no-plugin``) or to
+    allow (default: ``BENCHSUITE_PLUGINS``) matches no installed plugin, with the closest
+    installed names."""
+    installed = installed_plugin_names()
+    allowed = env_allowlist() if allow is None else frozenset(allow)
+    for where, names in (("--no-plugin", sorted(set(blocked))),
+                         (ENV_ALLOW, sorted(allowed or ()))):
+        for name in names:
+            if name in installed:
+                continue
+            close = difflib.get_close_matches(name, installed, n=3, cutoff=0.6)
+            also = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            origin = f"{ENV_ALLOW} names {name!r}, but " if where == ENV_ALLOW else ""
+            raise UnknownPluginName(f"{origin}no installed plugin is named {name!r}{also} "
+                                    f"(installed: {', '.join(installed) or 'none'})", where)
 
 
 def make_plugin_manager() -> pluggy.PluginManager:
@@ -189,6 +230,10 @@ def load_registry(
     observers: dict[str, Any] = {}
     _collect(pm, "benchsuite_observers", object, "observer", observers, registry, by_name, fail)
     registry.observers = list(observers.values())
+    sections: dict[str, Any] = {}
+    _collect(pm, "benchsuite_report_sections", object, "report section", sections, registry,
+             by_name, fail)
+    registry.report_sections = list(sections.values())
     return registry
 
 
@@ -212,8 +257,9 @@ def _collect(pm, hook_name, kind_type, kind, into, registry, by_name, fail) -> N
                 if not isinstance(item, kind_type):
                     raise TypeError(f"returned a {type(item).__name__} in its list, expected "
                                     f"{kind_type.__name__} instances")
-                name = getattr(item, "name", None) or type(item).__name__
-                if kind != "observer" and not NAME_PATTERN.match(str(name)):
+                name = (getattr(item, "name", None) or getattr(item, "title", None)
+                        or type(item).__name__)
+                if kind in ("problem", "integrator") and not NAME_PATTERN.match(str(name)):
                     raise ValueError(f"{kind} name {name!r} is not allowed: use lowercase "
                                      "letters, digits and '_-.=,[]'")
                 mine.append((name, item, info))

@@ -1,23 +1,36 @@
-"""The report: leaderboards and figures, pure functions of a run's tables (nothing is re-run).
+"""The report: a pure function of a run folder's tables and manifest (nothing is re-run, no
+problem or integrator is rebuilt, no label is re-parsed).
 
-* :func:`leaderboard`: per problem (and overall) integrators ranked by their rate of reaching
-  the global infimum (converged_global or escape_global), with 95% Wilson intervals; median
-  flow time and oracle calls to f - f_star <= target; rates of escape, step-limited and failed.
-* :func:`performance_profile`: Dolan-More profiles across problems, the cost being the expected
-  running time (COCO's ERT: all oracle calls spent, by successes and failures, per success).
-* figures (seaborn): an outcome heatmap problem x integrator, outcome shares, |x(t)| and
-  f(t) - f_star against flow time with quantile bands (log-log), and for 2-D problems the
-  landscape with trajectories and initial points coloured by outcome (the paper's Figs. 2-3).
-* :func:`write_report`: all of it as a static HTML page, with every figure also as PNG and SVG.
+Top to bottom, the page holds:
 
-Only the landscape contours evaluate f (on a plotting grid, through the installed plugin that
-provides the problem): they draw the landscape, not results.
+* warnings first: cells not finished, damaged or failed, the undetermined share, rows cut by the
+  wall-time safety net, and evidence that contradicts a proved property
+  (:mod:`benchsuite.evidence`);
+* :func:`leaderboard`: integrators ranked by their rate of reaching the global infimum, pooled
+  only over the problems every integrator applies to (and saying which), then per problem;
+  every outcome has its own rate with a Wilson interval, and integrators whose intervals overlap
+  the leader of their tier share its rank (``2=``);
+* theory against evidence, and how far the labels can be trusted (generic rules against the
+  problems' certificates);
+* figures (matplotlib/seaborn): a Dolan-More :func:`performance_profile`, an outcome heatmap
+  with the cells that do not apply hatched, outcome shares, |x(t)| and f(t) - f_star against
+  flow time in small multiples, and for 2-D problems the landscape recorded by the run with the
+  trajectories coloured by outcome (the paper's Figs. 2-3);
+* sections contributed by plugins (the ``benchsuite_report_sections`` hook).
+
+Figures are embedded in the page as PNG; standalone PNG/SVG/PDF files are written only when
+asked (``formats``), for papers.
 """
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import math
+import multiprocessing
+import os
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,73 +42,84 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from scipy.stats import binomtest
+from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from benchsuite.agreement import agreement
 from benchsuite.columns import points
-from benchsuite.plugins import load_registry
+from benchsuite.evidence import contradiction_banner_html, evidence_html
+from benchsuite.labels import display_names, renamed
+from benchsuite.page import html_page
 from benchsuite.results import RunStore, load_results
-from benchsuite.vocabulary import OUTCOMES
+from benchsuite.stats import wilson
+from benchsuite.vocabulary import OUTCOMES, Stop
 
 GLOBAL = ("converged_global", "escape_global")
 TARGET = 1e-3
-CONFIDENCE = 0.95
+#: The leaderboard's rates: together they cover every outcome exactly once.
+RATES = ("global", "converged_spurious", "escape_spurious", "step_limited", "diverged",
+         "failed", "undetermined")
 #: Quantile band of the trajectory figures.
 BAND = (0.1, 0.9)
 MAX_TRAJECTORIES_DRAWN = 60
 PLOT_RANGE = (1e-30, 1e30)
+#: Problems per figure of the trajectory small multiples.
+PROBLEMS_PER_FIGURE = 6
+#: Line styles and markers per integrator: overlapping curves stay distinguishable.
+DASHES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 1)))
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+FORMATS = ("png", "svg", "pdf")
+DPI = 90
+#: Tick labels as plain numbers (1e-06, 0.01, 100).
+PLAIN = FuncFormatter(lambda value, _: f"{value:g}")
 
 
-def short_labels(labels: list[str]) -> dict[str, str]:
-    """Compact display names: for each method, keep only the hyperparameters whose values
-    differ among its integrators in this run (``rk45(rtol=1e-06,...)`` alone -> ``rk45``)."""
-    parsed: dict[str, tuple[str, dict[str, str]]] = {}
-    for label in labels:
-        name, _, inside = label.partition("(")
-        pairs = dict(p.split("=", 1) for p in inside.rstrip(")").split(",") if "=" in p)
-        parsed[label] = (name, pairs)
-    result = {}
-    for label, (name, pairs) in parsed.items():
-        siblings = [p for n, p in parsed.values() if n == name]
-        varying = [k for k in pairs if len({s.get(k) for s in siblings}) > 1]
-        inside = ",".join(f"{k}={pairs[k]}" for k in varying)
-        result[label] = f"{name}({inside})" if inside else name
-    return result
+# -- statistics ---------------------------------------------------------------------------------
 
 
-def compact_labels(frame: pd.DataFrame) -> pd.DataFrame:
-    """The same table with compact integrator names."""
-    names = short_labels(sorted(frame["integrator"].astype(str).unique()))
-    return frame.assign(integrator=frame["integrator"].astype(str).map(names))
+def outcome_rates(trajectories: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per group: trajectories, and for each of :data:`RATES` its count, rate and Wilson
+    interval (``<rate>``, ``<rate>_low``, ``<rate>_high``), plus median flow time and oracle
+    calls to f - f_star <= TARGET among the trajectories that got there."""
+    outcome = trajectories["outcome"].astype(str)
+    flags = pd.DataFrame({"global": outcome.isin(GLOBAL)}, index=trajectories.index)
+    for rate in RATES[1:]:
+        flags[rate] = outcome == rate
+    groups = [trajectories[k].astype(str) for k in keys]
+    counts = flags.groupby(groups).sum()
+    n = flags.groupby(groups).size()
+    table = pd.DataFrame({"trajectories": n})
+    for rate in RATES:
+        low, high = wilson(counts[rate], n)
+        table[rate], table[f"{rate}_low"], table[f"{rate}_high"] = counts[rate] / n, low, high
+    for what, col in (("t", f"t_to_{TARGET:g}"), ("evals", f"evals_to_{TARGET:g}")):
+        median = (trajectories[col].groupby(groups).median() if col in trajectories
+                  else pd.Series(math.nan, index=n.index))
+        table[f"median_{what}_to_{TARGET:g}"] = median
+    return table
 
 
-def wilson(successes: int, trials: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """The Wilson score interval of a binomial proportion (scipy's ``binomtest``)."""
-    if trials == 0:
-        return (math.nan, math.nan)
-    ci = binomtest(int(successes), int(trials)).proportion_ci(confidence, method="wilson")
-    return (float(ci.low), float(ci.high))
+def tied_ranks(table: pd.DataFrame, rate: str = "global") -> pd.Series:
+    """Competition ranks by ``rate`` (descending; cost breaks exact ties), where a row whose
+    Wilson interval overlaps that of its tier's leader shares the leader's rank.
+
+    Returns a Series of strings: ``"1"``, or ``"2="`` for each member of a tier of several.
+    """
+    cost = table.get(f"median_evals_to_{TARGET:g}", pd.Series(math.nan, index=table.index))
+    order = table.assign(_cost=cost).sort_values([rate, "_cost"], ascending=[False, True],
+                                                 na_position="last").index
+    rank, leader, tiers = {}, None, {}
+    for position, row in enumerate(order, start=1):
+        if leader is None or table.at[row, f"{rate}_high"] < table.at[leader, f"{rate}_low"]:
+            leader = row
+        rank[row] = tiers.setdefault(leader, position)
+    sizes = pd.Series(rank).value_counts()
+    return pd.Series({row: f"{r}=" if sizes[r] > 1 else str(r) for row, r in rank.items()})
 
 
-def _rates(group: pd.DataFrame) -> pd.Series:
-    outcome = group["outcome"].astype(str)
-    n = len(group)
-    hits = int(outcome.isin(GLOBAL).sum())
-    low, high = wilson(hits, n)
-    t_col, e_col = f"t_to_{TARGET:g}", f"evals_to_{TARGET:g}"
-    return pd.Series({
-        "trajectories": n,
-        "global_rate": hits / n if n else math.nan,
-        "ci_low": low,
-        "ci_high": high,
-        f"median_t_to_{TARGET:g}": group[t_col].median() if t_col in group else math.nan,
-        f"median_evals_to_{TARGET:g}": group[e_col].median() if e_col in group else math.nan,
-        "escape_rate": outcome.str.startswith("escape").mean(),
-        "escape_spurious_rate": (outcome == "escape_spurious").mean(),
-        "step_limited_rate": (outcome == "step_limited").mean(),
-        "failed_rate": outcome.isin(["failed", "diverged"]).mean(),
-        "undetermined_rate": (outcome == "undetermined").mean(),
-    })
+def common_problems(trajectories: pd.DataFrame) -> list[str]:
+    """The problems on which every integrator of the run has trajectories."""
+    present = trajectories.groupby("problem", observed=True)["integrator"].nunique()
+    return sorted(present.index[present == trajectories["integrator"].nunique()].astype(str))
 
 
 def leaderboard(trajectories: pd.DataFrame, by_problem: bool = True) -> pd.DataFrame:
@@ -106,21 +130,44 @@ def leaderboard(trajectories: pd.DataFrame, by_problem: bool = True) -> pd.DataF
     trajectories : DataFrame
         A run's trajectory table.
     by_problem : bool
-        One ranking per problem (True), or one overall ranking pooling every trajectory.
+        One ranking per problem (True), or one overall ranking (False) pooled over the
+        problems *every* integrator applies to (``attrs["common_problems"]``; the others are
+        in ``attrs["excluded_problems"]``), with each integrator's ``coverage`` (problems it
+        ran on, of all in the run) and ``mean_rank`` (its mean per-problem rank on the common
+        problems, ties averaged).
+
+    Returns
+    -------
+    DataFrame
+        Indexed by (problem, integrator) or integrator; ``rank`` as from :func:`tied_ranks`.
     """
     if trajectories.empty:
         return pd.DataFrame()
-    keys = ["problem", "integrator"] if by_problem else ["integrator"]
-    table = trajectories.groupby(keys, observed=True).apply(_rates, include_groups=False)
-    table = table.reset_index()
-    table["trajectories"] = table["trajectories"].astype(int)
-    sort = (["problem"] if by_problem else []) + ["global_rate", f"median_evals_to_{TARGET:g}"]
-    ascending = ([True] if by_problem else []) + [False, True]
-    table = table.sort_values(sort, ascending=ascending, na_position="last")
-    rank_keys = ["problem"] if by_problem else None
-    table["rank"] = (table.groupby(rank_keys).cumcount() + 1) if rank_keys else np.arange(
-        1, len(table) + 1)
-    return table.set_index([*keys[:-1], "rank"]) if by_problem else table.set_index("rank")
+    if by_problem:
+        table = outcome_rates(trajectories, ["problem", "integrator"])
+        ranks = [tied_ranks(group) for _, group in table.groupby(level="problem")]
+        table.insert(0, "rank", pd.concat(ranks))
+        position = table["rank"].str.rstrip("=").astype(int)
+        return table.assign(_p=position).sort_values(["problem", "_p"]).drop(columns="_p")
+    common = common_problems(trajectories)
+    shared = trajectories[trajectories["problem"].astype(str).isin(common)]
+    if shared.empty:
+        table = pd.DataFrame(columns=["rank", "coverage", "mean_rank", "trajectories", *RATES])
+    else:
+        table = outcome_rates(shared, ["integrator"])
+        per_problem = outcome_rates(shared, ["problem", "integrator"])["global"]
+        table["mean_rank"] = per_problem.groupby(level="problem").rank(
+            ascending=False, method="average").groupby(level="integrator").mean()
+        ran = trajectories.groupby("integrator", observed=True)["problem"].nunique()
+        total = trajectories["problem"].nunique()
+        table.insert(0, "coverage", [f"{ran[i]}/{total}" for i in table.index])
+        table.insert(0, "rank", tied_ranks(table))
+        position = table["rank"].str.rstrip("=").astype(int)
+        table = table.assign(_p=position).sort_values("_p").drop(columns="_p")
+    table.attrs["common_problems"] = common
+    table.attrs["excluded_problems"] = sorted(
+        set(trajectories["problem"].astype(str)) - set(common))
+    return table
 
 
 def expected_running_time(group: pd.DataFrame) -> float:
@@ -136,19 +183,23 @@ def expected_running_time(group: pd.DataFrame) -> float:
 
 def performance_profile(trajectories: pd.DataFrame, taus: np.ndarray | None = None
                         ) -> pd.DataFrame:
-    """Dolan-More performance profiles: for each integrator, the fraction of problems it solves
-    within a factor tau of the best integrator's cost (the expected running time, in oracle
-    calls, to f - f_star <= TARGET).
+    """Dolan-More performance profiles over the problems every integrator applies to: for
+    each integrator, the fraction of those problems it solves within a factor tau of the best
+    integrator's cost (the expected running time, in oracle calls, to f - f_star <= TARGET).
 
     Returns
     -------
     DataFrame
-        Long form: ``integrator``, ``tau``, ``fraction``.
+        Long form: ``integrator``, ``tau``, ``fraction``; ``attrs["problems"]`` is the number
+        of problems the fractions are over.
     """
     col = f"evals_to_{TARGET:g}"
+    empty = pd.DataFrame(columns=["integrator", "tau", "fraction"])
     if trajectories.empty or col not in trajectories:
-        return pd.DataFrame(columns=["integrator", "tau", "fraction"])
-    costs = trajectories.groupby(["problem", "integrator"], observed=True).apply(
+        return empty
+    shared = trajectories[trajectories["problem"].astype(str).isin(
+        common_problems(trajectories))]
+    costs = shared.groupby(["problem", "integrator"], observed=True).apply(
         expected_running_time, include_groups=False).unstack("integrator")
     best = costs.min(axis=1).replace(0, 1)
     ratios = costs.div(best, axis=0)
@@ -156,27 +207,35 @@ def performance_profile(trajectories: pd.DataFrame, taus: np.ndarray | None = No
     taus = np.geomspace(1, 1e3, 61) if taus is None else taus
     rows = [{"integrator": integ, "tau": tau, "fraction": float((ratios[integ] <= tau).mean())}
             for integ in ratios.columns for tau in taus] if len(ratios) else []
-    return pd.DataFrame(rows, columns=["integrator", "tau", "fraction"])
+    profile = pd.DataFrame(rows, columns=empty.columns)
+    profile.attrs["problems"] = len(ratios)
+    return profile
 
 
-# -- figures ----------------------------------------------------------------------------------
+# -- figures ------------------------------------------------------------------------------------
 
 
-def outcome_heatmap(trajectories: pd.DataFrame) -> plt.Figure:
-    """Rate of reaching the global infimum, problem x integrator, annotated with the most
-    frequent outcome."""
-    rate = trajectories.assign(hit=trajectories["outcome"].astype(str).isin(GLOBAL)).pivot_table(
-        index="problem", columns="integrator", values="hit", aggfunc="mean", observed=True)
-    top = trajectories.groupby(["problem", "integrator"], observed=True)["outcome"].agg(
-        lambda s: s.astype(str).value_counts().index[0]).unstack()
-    labels = top.reindex_like(rate).apply(
-        lambda col: col.map(lambda o: OUTCOME_ABBREVIATIONS.get(o, "")))
-    fig, ax = plt.subplots(figsize=(1.2 * rate.shape[1] + 5, 0.35 * rate.shape[0] + 3),
-                           layout="constrained")
-    sns.heatmap(rate, annot=labels, fmt="", vmin=0, vmax=1, cmap="viridis", ax=ax,
-                cbar_kws={"label": "rate of reaching the global infimum"})
-    ax.tick_params(axis="x", labelrotation=30)
-    ax.set_title("Annotation: the most frequent outcome of each cell", fontsize=9)
+def _styles(integrators: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """One colour, dash pattern and marker per integrator, the same in every figure."""
+    palette = sns.color_palette("tab10", max(len(integrators), 1))
+    return {name: {"color": palette[i % len(palette)], "linestyle": DASHES[i % len(DASHES)],
+                   "marker": MARKERS[i % len(MARKERS)]}
+            for i, name in enumerate(integrators)}
+
+
+def profile_figure(profile: pd.DataFrame, styles: Mapping[str, dict[str, Any]]) -> plt.Figure:
+    """The performance profiles, one dashed, marked step curve per integrator."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for integrator, curve in profile.groupby("integrator", sort=True):
+        style = styles.get(str(integrator), {})
+        ax.step(curve["tau"], curve["fraction"], where="post", label=str(integrator),
+                markevery=6, markersize=5, linewidth=1.4, **style)
+    ax.set_xscale("log")
+    ax.set_xlabel("tau: cost relative to the best integrator (oracle calls, ratio)")
+    ax.set_ylabel(f"fraction of problems solved\nto f - f* <= {TARGET:g}")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.subplots_adjust(left=0.12, right=0.72, bottom=0.14, top=0.95)
     return fig
 
 
@@ -184,219 +243,242 @@ def outcome_heatmap(trajectories: pd.DataFrame) -> plt.Figure:
 OUTCOME_ABBREVIATIONS = {o: "".join(w[0] for w in o.split("_")) for o in OUTCOMES}
 
 
+def outcome_heatmap(trajectories: pd.DataFrame, skipped: pd.DataFrame,
+                    missing: pd.DataFrame) -> plt.Figure:
+    """Rate of reaching the global infimum, problem x integrator, annotated with the most
+    frequent outcome; cells where the integrator does not apply are hatched ("n/a"), cells not
+    finished or damaged are marked ("missing")."""
+    rate = trajectories.assign(hit=trajectories["outcome"].astype(str).isin(GLOBAL)).pivot_table(
+        index="problem", columns="integrator", values="hit", aggfunc="mean", observed=True)
+    rows = sorted(set(rate.index) | set(skipped.get("problem", [])) | set(missing.get(
+        "problem", [])))
+    cols = sorted(set(rate.columns) | set(skipped.get("integrator", [])) | set(missing.get(
+        "integrator", [])))
+    rate = rate.reindex(index=rows, columns=cols)
+    top = trajectories.groupby(["problem", "integrator"], observed=True)["outcome"].agg(
+        lambda s: OUTCOME_ABBREVIATIONS.get(s.astype(str).value_counts().index[0], ""))
+    labels = top.unstack().reindex(index=rows, columns=cols).fillna("")
+    for frame, word in ((skipped, "n/a"), (missing, "missing")):
+        for _, cell in frame.iterrows():
+            labels.loc[cell["problem"], cell["integrator"]] = word
+    # margins in inches, so that labels fit whatever the number of problems
+    label_width = 0.055 * max((len(str(r)) for r in rows), default=10) + 0.7
+    width, height = 0.9 * len(cols) + label_width + 1.6, 0.28 * len(rows) + 1.6
+    fig, ax = plt.subplots(figsize=(width, height))
+    ax.set_facecolor("#e8e8e8")
+    ax.patch.set_hatch("///")
+    ax.patch.set_edgecolor("#bbbbbb")
+    sns.heatmap(rate, annot=labels.to_numpy(), fmt="", vmin=0, vmax=1, cmap="viridis", ax=ax,
+                annot_kws={"fontsize": 7}, cbar_kws={"label": "rate of reaching the global "
+                                                              "infimum", "shrink": 0.6})
+    for (i, j), word in np.ndenumerate(labels.to_numpy()):
+        if word in ("n/a", "missing"):
+            ax.text(j + 0.5, i + 0.5, word, ha="center", va="center", fontsize=7, color="#444")
+    ax.set_xlabel("integrator")
+    ax.set_ylabel("problem")
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    ax.tick_params(axis="y", labelsize=7)
+    fig.subplots_adjust(left=label_width / width, right=1 - 0.2 / width,
+                        bottom=1.2 / height, top=1 - 0.15 / height)
+    return fig
+
+
 def outcome_shares(trajectories: pd.DataFrame) -> plt.Figure:
-    """Share of each outcome, per integrator (all problems pooled)."""
-    shares = pd.crosstab(trajectories["integrator"], trajectories["outcome"].astype(str),
-                         normalize="index").reindex(columns=[o for o in OUTCOMES], fill_value=0)
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(shares) + 1.8), layout="constrained")
+    """Share of each outcome, per integrator, on the problems every integrator applies to."""
+    shared = trajectories[trajectories["problem"].astype(str).isin(
+        common_problems(trajectories))]
+    shares = pd.crosstab(shared["integrator"], shared["outcome"].astype(str),
+                         normalize="index").reindex(columns=list(OUTCOMES), fill_value=0)
+    fig, ax = plt.subplots(figsize=(9, 0.4 * len(shares) + 1.6))
     shares.plot.barh(stacked=True, ax=ax, colormap="tab10", width=0.8)
     ax.set_xlabel("share of trajectories")
-    ax.legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize=8)
+    ax.set_ylabel("integrator")
+    ax.set_xlim(0, 1)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+    fig.subplots_adjust(left=0.2, right=0.75, bottom=0.6 / (0.4 * len(shares) + 1.6) + 0.1)
     return fig
 
 
 def _binned(checkpoints: pd.DataFrame) -> pd.DataFrame:
     """Checkpoints on a shared log grid of flow time (half-octave bins), for quantile bands."""
-    cp = checkpoints[checkpoints["t"] > 0].copy()
-    cp["t_bin"] = 2.0 ** (np.round(2 * np.log2(cp["t"])) / 2)
-    return cp
+    cp = checkpoints[checkpoints["t"] > 0]
+    return cp.assign(t_bin=2.0 ** (np.round(2 * np.log2(cp["t"].to_numpy(float))) / 2))
 
 
-def trajectory_bands(checkpoints: pd.DataFrame, problem: str, f_star: float) -> plt.Figure:
-    """|x(t)| and f(t) - f_star against flow time: median and a quantile band per integrator."""
-    cp = _binned(checkpoints[checkpoints["problem"] == problem])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
-    for ax, col, label in ((axes[0], "norm", "|x(t)|"), (axes[1], "f_gap", "f(t) - f_star")):
-        values = cp[col].to_numpy(dtype=float)
-        data = cp[np.isfinite(values) & (values > 0)]  # log axes: finite positive values only
-        ax.set_xlabel("flow time t")
-        ax.set_ylabel(label)
-        if data.empty:
-            ax.text(0.5, 0.5, "no finite positive values", ha="center", transform=ax.transAxes)
-            continue
-        grouped = data.groupby(["integrator", "t_bin"], observed=True)[col]
-        # clip what is drawn (not the data): blow-ups reach 1e300, past what log axes can tick
-        stats = grouped.quantile([BAND[0], 0.5, BAND[1]]).unstack().clip(*PLOT_RANGE)
-        for integrator, sub in stats.groupby(level="integrator", observed=True):
-            sub = sub.droplevel("integrator")
-            line = ax.plot(sub.index, sub[0.5], label=str(integrator))[0]
-            ax.fill_between(sub.index, sub[BAND[0]], sub[BAND[1]], alpha=0.2,
-                            color=line.get_color())
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-    if not math.isfinite(f_star):
-        axes[1].set_title("f_star = -inf: f - f_star is infinite", fontsize=8)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"{problem}: median and {BAND[0]:.0%}-{BAND[1]:.0%} band")
-    return fig
-
-
-def landscape(trajectories: pd.DataFrame, checkpoints: pd.DataFrame, problem: Any,
-              integrator: str) -> plt.Figure:
-    """A 2-D problem's contours with trajectories and initial points coloured by outcome."""
-    traj = trajectories[(trajectories["problem"] == problem.name)
-                        & (trajectories["integrator"] == integrator)]
-    x0 = points(traj, "x0")
-    cp = checkpoints[(checkpoints["problem"] == problem.name)
-                     & (checkpoints["integrator"] == integrator)]
-    lo = np.minimum(x0.min(axis=0), np.nanmin(cp[["x0", "x1"]].to_numpy(), axis=0)) - 0.5
-    hi = np.maximum(x0.max(axis=0), np.nanmax(cp[["x0", "x1"]].to_numpy(), axis=0)) + 0.5
-    lo, hi = np.maximum(lo, -12), np.minimum(hi, 12)
-    g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
-    with np.errstate(all="ignore"):
-        values = np.asarray(problem.f(np.stack([g0.ravel(), g1.ravel()], axis=1)))
-    fig, ax = plt.subplots(figsize=(6.5, 5.5), layout="constrained")
-    levels = np.quantile(values[np.isfinite(values)], np.linspace(0.02, 0.98, 25))
-    ax.contour(g0, g1, values.reshape(g0.shape), levels=np.unique(levels), cmap="Greys",
-               linewidths=0.6)
-    palette = dict(zip(OUTCOMES, sns.color_palette("tab10", len(OUTCOMES)), strict=True))
-    outcome = traj.set_index("traj")["outcome"].astype(str)
-    shown = outcome.index[:MAX_TRAJECTORIES_DRAWN]
-    for tid, path in cp[cp["traj"].isin(shown)].sort_values("step").groupby("traj"):
-        ax.plot(path["x0"], path["x1"], color=palette[outcome[tid]], linewidth=0.8, alpha=0.7)
-    for label, color in palette.items():
-        mask = (traj["outcome"].astype(str) == label).to_numpy()
-        if mask.any():
-            ax.scatter(x0[mask, 0], x0[mask, 1], s=10, color=color, label=label, zorder=3)
-    ax.set_xlim(lo[0], hi[0])
-    ax.set_ylim(lo[1], hi[1])
-    ax.set_title(f"{problem.name}, {integrator}", fontsize=9)
-    ax.legend(fontsize=7, loc="best")
-    return fig
-
-
-def profile_figure(profile: pd.DataFrame) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-    if len(profile):
-        sns.lineplot(profile, x="tau", y="fraction", hue="integrator", drawstyle="steps-post",
-                     ax=ax)
+def _log_axes(ax: plt.Axes, low: float, high: float) -> None:
+    """Log-log axes with a few labelled ticks and no minor ones (ticks dominate the cost of
+    drawing log axes); y values spanning less than a decade get 1-2-5 ticks, else one
+    labelled decade would be all the reader sees."""
     ax.set_xscale("log")
-    ax.set_xlabel("tau (cost relative to the best integrator, oracle calls)")
-    ax.set_ylabel(f"fraction of problems solved to f - f_star <= {TARGET:g}")
-    ax.set_ylim(0, 1.02)
+    ax.set_yscale("log")
+    narrow = high < 10 * low
+    for axis, subs in ((ax.xaxis, (1.0,)), (ax.yaxis, (1.0, 2.0, 5.0) if narrow else (1.0,))):
+        axis.set_major_locator(LogLocator(numticks=5, subs=subs))
+        axis.set_minor_locator(NullLocator())
+        axis.set_major_formatter(PLAIN)  # mathtext labels (10^k) cost more than the plot
+
+
+def band_statistics(checkpoints: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per problem, integrator and half-octave of flow time: the median and the quantile band
+    of |x| (``norm``) and f - f_star (``f_gap``), over their finite positive values."""
+    stats: dict[str, pd.DataFrame] = {}
+    if checkpoints.empty:
+        return stats
+    cp = _binned(checkpoints)
+    for col in ("norm", "f_gap"):
+        values = cp[col].to_numpy(dtype=float)
+        data = cp[np.isfinite(values) & (values > 0)]  # log axes: finite positive only
+        # clip what is drawn (not the data): blow-ups reach 1e300, past what log axes tick
+        stats[col] = data.groupby(["problem", "integrator", "t_bin"], observed=True)[
+            col].quantile([BAND[0], 0.5, BAND[1]]).unstack().clip(*PLOT_RANGE)
+    return stats
+
+
+def trajectory_bands(stats: Mapping[str, pd.DataFrame], problems: Sequence[str],
+                     f_star: Mapping[str, float], styles: Mapping[str, dict[str, Any]]
+                     ) -> plt.Figure:
+    """|x(t)| and f(t) - f_star against flow time for several problems (one row each): the
+    median per integrator and its quantile band (from :func:`band_statistics`)."""
+    # one flow-time axis per column: inner rows need no tick labels of their own
+    fig, axes = plt.subplots(len(problems), 2, figsize=(10, 2.3 * len(problems) + 0.9),
+                             squeeze=False, sharex="col")
+    for row, problem in enumerate(problems):
+        for ax, col, label in ((axes[row, 0], "norm", "|x(t)|"),
+                               (axes[row, 1], "f_gap", "f(x(t)) - f*")):
+            ax.set_ylabel(label, fontsize=8)
+            ax.tick_params(labelsize=7)
+            table = stats.get(col)
+            if table is None or problem not in table.index.get_level_values("problem"):
+                why = ("f* = -inf: no gap to draw" if col == "f_gap"
+                       and not math.isfinite(f_star.get(problem, math.nan))
+                       else "no finite positive values")
+                ax.text(0.5, 0.5, why, ha="center", va="center", fontsize=8,
+                        transform=ax.transAxes)
+                continue
+            mine = table.loc[problem]
+            for integrator, sub in mine.groupby(level="integrator"):
+                sub = sub.droplevel("integrator")
+                style = styles.get(str(integrator), {})
+                ax.plot(sub.index, sub[0.5], label=str(integrator), markevery=3, markersize=3,
+                        linewidth=1.1, **style)
+                ax.fill_between(sub.index, sub[BAND[0]], sub[BAND[1]], alpha=0.15,
+                                color=style.get("color"), linewidth=0)
+            _log_axes(ax, float(mine.to_numpy().min()), float(mine.to_numpy().max()))
+        axes[row, 0].set_title(problem, fontsize=8, loc="left")
+    for ax in axes[-1]:
+        ax.set_xlabel("flow time t (log scale)", fontsize=8)
+    for ax in axes[:-1].flat:
+        ax.tick_params(labelbottom=False)
+    handles = [plt.Line2D([], [], label=name, markersize=4, **style)
+               for name, style in styles.items()]
+    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 4), fontsize=8,
+               frameon=False)
+    top = 1 - (0.35 + 0.22 * math.ceil(len(handles) / 4)) / (2.3 * len(problems) + 0.9)
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.6 / (2.3 * len(problems) + 0.9),
+                        top=top, hspace=0.45, wspace=0.22)
     return fig
 
 
-# -- the HTML page ------------------------------------------------------------------------------
+def landscape_figure(trajectories: pd.DataFrame, checkpoints: pd.DataFrame,
+                     landscapes: pd.DataFrame, problem: str, integrators: Sequence[str]
+                     ) -> plt.Figure:
+    """A 2-D problem's landscape as recorded by the run (filled contours of f), with the
+    trajectories and initial points of each integrator coloured by outcome."""
+    ncols = min(len(integrators), 3)
+    nrows = math.ceil(len(integrators) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.1 * ncols + 1.2, 3.7 * nrows + 0.8),
+                             squeeze=False)
+    palette = dict(zip(OUTCOMES, sns.color_palette("tab10", len(OUTCOMES)), strict=True))
+    mappable = None
+    for ax, integrator in zip(axes.flat, integrators, strict=False):
+        mine = (trajectories["problem"] == problem) & (trajectories["integrator"] == integrator)
+        traj = trajectories[mine]
+        grid = landscapes[(landscapes["problem"] == problem)
+                          & (landscapes["integrator"] == integrator)] if len(landscapes) else []
+        side = math.isqrt(len(grid))
+        if len(grid) and side * side == len(grid):
+            g0, g1, values = (grid[c].to_numpy(float).reshape(side, side)
+                              for c in ("g0", "g1", "f"))
+            finite = values[np.isfinite(values)]
+            if finite.size:
+                levels = np.unique(np.quantile(finite, np.linspace(0, 1, 16)))
+                if levels.size > 1:
+                    mappable = ax.contourf(g0, g1, values, levels=levels, cmap="Greys_r",
+                                           alpha=0.55)
+            ax.set_xlim(g0.min(), g0.max())
+            ax.set_ylim(g1.min(), g1.max())
+        else:
+            ax.text(0.5, 0.02, "landscape not recorded", ha="center", fontsize=7,
+                    transform=ax.transAxes)
+        cp = checkpoints[(checkpoints["problem"] == problem)
+                         & (checkpoints["integrator"] == integrator)]
+        outcome = traj.set_index("traj")["outcome"].astype(str)
+        shown = outcome.index[:MAX_TRAJECTORIES_DRAWN]
+        if {"x0", "x1"} <= set(cp):
+            for tid, path in cp[cp["traj"].isin(shown)].groupby("traj"):
+                ax.plot(path["x0"], path["x1"], color=palette[outcome[tid]], linewidth=0.8,
+                        alpha=0.8)
+        x0 = points(traj, "x0")
+        labels = traj["outcome"].astype(str).to_numpy()
+        for label, color in palette.items():
+            mask = labels == label
+            if mask.any():
+                ax.scatter(x0[mask, 0], x0[mask, 1], s=9, color=color, zorder=3)
+        ax.set_title(integrator, fontsize=8)
+        ax.set_xlabel("x1", fontsize=8)
+        ax.set_ylabel("x2", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(integrators):]:
+        ax.set_visible(False)
+    present = sorted(set(trajectories[trajectories["problem"] == problem]["outcome"].astype(
+        str)), key=OUTCOMES.index)
+    handles = [plt.Line2D([], [], color=palette[o], marker="o", label=o) for o in present]
+    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 4), fontsize=8,
+               frameon=False)
+    height = 3.7 * nrows + 0.8
+    fig.subplots_adjust(left=0.08, right=0.86, bottom=0.45 / height, top=1 - 0.7 / height,
+                        wspace=0.3, hspace=0.4)
+    if mappable is not None:
+        bar = fig.colorbar(mappable, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02)
+        bar.set_label("f(x) (levels at quantiles of the grid)", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+    return fig
 
 
-def _save(fig: plt.Figure, folder: Path, name: str) -> str:
-    folder.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "svg"):
-        fig.savefig(folder / f"{name}.{ext}", dpi=110)
-    plt.close(fig)
-    return f"figures/{name}.png"
+# -- sections -----------------------------------------------------------------------------------
 
 
-def write_report(run: str | Path, out: str | Path | None = None,
-                 registry: Any = None) -> Path:
-    """Write ``index.html`` with the leaderboards and figures of a run; return its path.
-
-    Parameters
-    ----------
-    run : path
-        A run directory.
-    out : path, optional
-        Output folder (default: ``<run>/report``).
-    registry : Registry, optional
-        Used only to draw the contours of 2-D problems; loaded when not given.
-    """
-    run = Path(run)
-    out = Path(out) if out is not None else run / "report"
-    figures = out / "figures"
-    tables = load_results(run)
-    traj, cp = tables["trajectories"], tables["checkpoints"]
-    if traj.empty:
-        raise ValueError(f"{run} has no finished cell yet: nothing to report")
-    names = short_labels(sorted(traj["integrator"].astype(str).unique()))
-    traj, cp = compact_labels(traj), compact_labels(cp) if len(cp) else cp
-    sections: list[str] = [integrity_html(tables["cells"])]
-
-    def table_html(frame: pd.DataFrame, caption: str) -> None:
-        formatted = frame.to_html(float_format=lambda v: f"{v:.3g}", na_rep="-",
-                                  classes="board", border=0)
-        sections.append(f"<h3>{html.escape(caption)}</h3>{formatted}")
-
-    def figure_html(fig: plt.Figure, name: str, caption: str) -> None:
-        src = _save(fig, figures, name)
-        sections.append(f'<figure><img src="{src}" alt="{html.escape(caption)}">'
-                        f"<figcaption>{html.escape(caption)} "
-                        f'(<a href="figures/{name}.svg">SVG</a>)</figcaption></figure>')
-
-    sections.append("<h2>Leaderboards</h2>")
-    table_html(leaderboard(traj, by_problem=False), "All problems pooled")
-    profile = performance_profile(traj)
-    figure_html(profile_figure(profile), "performance_profile",
-                f"Dolan-More performance profiles (expected running time, in oracle calls, to "
-                f"f - f_star <= {TARGET:g})")
-    legend = ", ".join(f"{v} = {k}" for k, v in OUTCOME_ABBREVIATIONS.items())
-    figure_html(outcome_heatmap(traj), "outcome_heatmap",
-                f"Rate of reaching the global infimum, problem x integrator; {legend}")
-    figure_html(outcome_shares(traj), "outcome_shares", "Outcomes per integrator")
-    table_html(leaderboard(traj, by_problem=True), "Per problem")
-    table_html(pd.DataFrame({"integrator": list(names.values()),
-                             "full label (hyperparameters)": list(names.keys())}),
-               "Integrators")
-    verdicts_html(traj, sections, table_html)
-
-    if registry is None:
-        registry = load_registry(strict=False)
-    sections.append("<h2>Trajectories</h2>")
-    problems_meta = _manifest_problems(run)
-    for i, name in enumerate(sorted(traj["problem"].astype(str).unique())):
-        f_star = float(problems_meta.get(name, {}).get("f_star", math.nan))
-        figure_html(trajectory_bands(cp, name, f_star), f"bands_{i:03d}",
-                    f"{name}: |x(t)| and f(t) - f_star against flow time")
-        problem = registry.problems.get(name)
-        if problem is not None and problem.n == 2 and "x0" in cp:
-            for j, integ in enumerate(sorted(traj[traj["problem"] == name]["integrator"]
-                                             .astype(str).unique())):
-                figure_html(landscape(traj, cp, problem, integ), f"landscape_{i:03d}_{j:02d}",
-                            f"{name}, {integ}: trajectories and initial points by outcome")
-    out.mkdir(parents=True, exist_ok=True)
-    page = out / "index.html"
-    page.write_text(_PAGE.format(title=html.escape(f"benchsuite report: {run.name}"),
-                                 body="\n".join(sections)))
-    return page
+def _percent(rate: float, low: float, high: float) -> str:
+    if not math.isfinite(rate):
+        return "-"
+    return f"{rate:.0%} ({low:.0%}-{high:.0%})"
 
 
-def verdicts_html(traj: pd.DataFrame, sections: list[str], table_html: Any) -> None:
-    """The section on how far the labels can be trusted: rows cut by the wall-time safety net,
-    the undetermined share and why, and the generic rules against the certificates."""
-    sections.append("<h2>How far the labels can be trusted</h2>")
-    notes = []
-    if "stop" in traj:
-        cut = int((traj["stop"].astype(str) == "wall_time").sum())
-        if cut:
-            notes.append(f"<p class=warn>{cut} trajectories were stopped by the wall-time "
-                         "safety net: they are undetermined and carry no finding (the cut "
-                         "depends on the machine). Rerun with a larger --wall-time.</p>")
-    undecided = traj["outcome"].astype(str) == "undetermined"
-    notes.append(f"<p>{int(undecided.sum())} of {len(traj)} trajectories "
-                 f"({undecided.mean():.1%}) are undetermined: no rule found conclusive "
-                 "evidence within the budget (<code>--extend N</code> re-runs them with the "
-                 "budget doubled).</p>")
-    sections.extend(notes)
-    if undecided.any() and "reason" in traj:
-        why = traj[undecided]["reason"].astype(str).str.removeprefix("undetermined: ")
-        table_html(why.value_counts().rename_axis("missing evidence").to_frame("trajectories"),
-                   "Why trajectories are undetermined")
-    board = agreement(traj, by=("problem", "integrator"))
-    if len(board):
-        total = int(board["disagree"].sum())
-        verdict = ("never contradict it" if total == 0 else
-                   f"contradict it on {total} trajectories: a bug to report")
-        sections.append(f"<p>Where a problem's exact certificate speaks, it is the truth; the "
-                        f"generic rules alone (<code>generic_outcome</code>) {verdict}.</p>")
-        table_html(board, "Generic rules against the certificates")
+def board_html(table: pd.DataFrame, index: Sequence[str]) -> str:
+    """A leaderboard as an HTML table that fits: each rate as "45% (38%-52%)", its Wilson
+    interval beside it, wrapped in a horizontally scrolling box."""
+    shown = pd.DataFrame(index=table.index)
+    for column in ("rank", "coverage", "trajectories"):
+        if column in table:
+            shown[column] = table[column]
+    for rate in RATES:
+        shown[rate] = [_percent(r, lo, hi) for r, lo, hi in zip(
+            table[rate], table[f"{rate}_low"], table[f"{rate}_high"], strict=True)]
+    if "mean_rank" in table:
+        shown["mean rank"] = table["mean_rank"].map(lambda v: f"{v:.2f}")
+    for what, unit in (("evals", "oracle calls"), ("t", "flow time")):
+        col = f"median_{what}_to_{TARGET:g}"
+        shown[f"median {unit} to f-f*<={TARGET:g}"] = table[col].map(
+            lambda v: "-" if not math.isfinite(v) else f"{v:.3g}")
+    shown.index.names = list(index)
+    return f'<div class="scroll">{shown.to_html(classes="board", border=0)}</div>'
 
 
-def integrity_html(cells: pd.DataFrame) -> str:
-    """A warning at the top of the report for a run that is incomplete or damaged."""
+def integrity_html(cells: pd.DataFrame, trajectories: pd.DataFrame) -> str:
+    """Warnings for the top of the report: cells not finished or damaged, cells that failed,
+    the undetermined share."""
     counts = cells["status"].value_counts()
     damaged, missing = int(counts.get("damaged", 0)), int(counts.get("missing", 0))
-    if not damaged and not missing:
-        return ""
     parts = []
     if missing:
         parts.append(f"{missing} of {len(cells)} cells are not finished: this report covers "
@@ -406,38 +488,262 @@ def integrity_html(cells: pd.DataFrame) -> str:
                                                              "key"][:5])
         parts.append(f"{damaged} cells are damaged and left out ({names}); "
                      "<code>benchsuite verify</code> names them and a resume recomputes them")
+    if len(trajectories):
+        failed = trajectories["stop"].astype(str) == Stop.ERROR
+        if failed.any():
+            cells_failed = trajectories[failed].groupby(["problem", "integrator"]).ngroups
+            parts.append(f"{int(failed.sum())} trajectories in {cells_failed} cells failed "
+                         "with an error (their messages are in the trajectory table)")
+        share = (trajectories["outcome"].astype(str) == "undetermined").mean()
+        if share > 0.25:
+            parts.append(f"{share:.0%} of the trajectories are undetermined: the labels cover "
+                         "less than three quarters of the run (<code>--extend N</code>)")
     return "".join(f'<p class="warn">{p}.</p>' for p in parts)
 
 
-def _manifest_problems(run: Path) -> dict[str, Any]:
-    try:
-        return RunStore(run).manifest().get("problems", {})
-    except (OSError, ValueError):
-        return {}
+def trust_html(trajectories: pd.DataFrame) -> str:
+    """How far the labels can be trusted: rows cut by the wall-time safety net, the
+    undetermined share and why, and the generic rules against the certificates."""
+    out = ["<h2>How far the labels can be trusted</h2>"]
+    cut = int((trajectories["stop"].astype(str) == Stop.WALL_TIME).sum())
+    if cut:
+        out.append(f"<p class=warn>{cut} trajectories were stopped by the wall-time "
+                   "safety net: they are undetermined and carry no finding (the cut "
+                   "depends on the machine). Rerun with a larger --wall-time.</p>")
+    undecided = trajectories["outcome"].astype(str) == "undetermined"
+    out.append(f"<p>{int(undecided.sum())} of {len(trajectories)} trajectories "
+               f"({undecided.mean():.1%}) are undetermined: no rule found conclusive evidence "
+               "within the budget (<code>--extend N</code> re-runs them with the budget "
+               "doubled).</p>")
+    if undecided.any() and "reason" in trajectories:
+        why = trajectories[undecided]["reason"].astype(str).str.removeprefix("undetermined: ")
+        table = why.value_counts().rename_axis("missing evidence").to_frame("trajectories")
+        out.append("<h3>Why trajectories are undetermined</h3>"
+                   f'<div class="scroll">{table.to_html(classes="board", border=0)}</div>')
+    board = agreement(trajectories, by=("problem", "integrator"))
+    if len(board):
+        total = int(board["disagree"].sum())
+        verdict = ("never contradict it" if total == 0 else
+                   f"contradict it on {total} trajectories: a bug to report")
+        out.append(f"<p>Where a problem's exact certificate speaks, it is the truth; the "
+                   f"generic rules alone (<code>generic_outcome</code>) {verdict}.</p>"
+                   "<h3>Generic rules against the certificates</h3>"
+                   f'<div class="scroll">{board.to_html(classes="board", border=0)}</div>')
+    return "\n".join(out)
 
 
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 1200px; }}
-table.board {{ border-collapse: collapse; font-size: 12px; margin-bottom: 1.5em; }}
-table.board th, table.board td {{ padding: 2px 8px; border-bottom: 1px solid #ddd; }}
-figure {{ margin: 1em 0; }} img {{ max-width: 100%; }}
-figcaption {{ font-size: 12px; color: #444; }}
-p.warn {{ background: #fff3cd; border-left: 4px solid #e0a800; padding: 0.5em; }}
-</style></head>
-<body data-images-loaded="0"><h1>{title}</h1>
-<p>Global rate: share of trajectories that reached the global infimum (converged_global or
-escape_global), with 95% Wilson intervals. Costs are medians over trajectories that reached
-f - f_star &lt;= target, on log-spaced checkpoints.</p>
-{body}
-<script>
-// record how many figures the browser actually decoded (read by the report's browser test)
-window.addEventListener("load", () => {{
-  const ok = [...document.images].filter(i => i.complete && i.naturalWidth > 0).length;
-  document.body.dataset.imagesLoaded = String(ok);
-  document.body.dataset.imagesTotal = String(document.images.length);
-}});
-</script>
-</body></html>
-"""
+def campaign_html(manifest: Mapping[str, Any], names: Mapping[str, str]) -> str:
+    """What was run: the campaign, the integrators' full labels, versions."""
+    campaign = manifest.get("campaign", {})
+    budget = campaign.get("budget", {})
+    invocations = manifest.get("invocations") or [{}]
+    versions = sorted({f"{p.get('distribution')} {p.get('version')}"
+                       for p in invocations[-1].get("plugins", [])})
+    rows = {
+        "created": manifest.get("created", "?"),
+        "problems x integrators": f"{len(manifest.get('problems', {}))} x {len(names)} "
+                                  f"({len(manifest.get('cells', []))} cells)",
+        "initial points per problem": campaign.get("n_points", "?"),
+        "seed": campaign.get("seed", "?"),
+        "budgets": ", ".join(f"{k} = {v}" for k, v in budget.items()),
+        "certificates": campaign.get("certificates", "?"),
+        "versions": ", ".join(versions) or "?",
+    }
+    rows.update({f"integrator {short}": full for full, short in names.items()})
+    table = pd.Series(rows, name="").to_frame().to_html(classes="board", border=0,
+                                                         header=False)
+    return f'<details><summary>Campaign</summary><div class="scroll">{table}</div></details>'
+
+
+ReportSection = Callable[[Mapping[str, pd.DataFrame], Mapping[str, Any]], str]
+
+
+def _plugin_sections(sections: Sequence[Any], tables: Mapping[str, pd.DataFrame],
+                     manifest: Mapping[str, Any]) -> list[str]:
+    """Sections contributed by plugins: each titled, and a raising one reported in its place
+    (a plugin must never cost the user the rest of the report)."""
+    out = []
+    for section in sections:
+        title = str(getattr(section, "title", type(section).__name__))
+        try:
+            body = str(section.render(tables, manifest))
+        except Exception as exc:
+            body = (f'<p class="warn">this section raised {html.escape(type(exc).__name__)}: '
+                    f"{html.escape(str(exc))}</p>")
+        out.append(f"<section><h2>{html.escape(title)}</h2>{body}</section>")
+    return out
+
+
+INTRO = ("Global rate: share of trajectories that reached the global infimum (converged_global "
+         "or escape_global). Costs are medians over the trajectories that reached f - f* &lt;= "
+         "target, on log-spaced checkpoints.")
+
+
+# -- the page -----------------------------------------------------------------------------------
+
+
+class _Figures:
+    """The page's figures: queued as builders, then built and rendered (inline PNG, and
+    standalone files when asked), in forked processes when there are cores to spare (drawing
+    is most of the report's time, and figures are independent)."""
+
+    def __init__(self, folder: Path, formats: Collection[str]) -> None:
+        unknown = set(formats) - set(FORMATS)
+        if unknown:
+            raise ValueError(f"unknown figure format(s) {sorted(unknown)}: use "
+                             + ", ".join(FORMATS))
+        self.folder, self.formats = folder, tuple(f for f in FORMATS if f in formats)
+        self.jobs: list[tuple[Callable[[], plt.Figure], str, str]] = []
+
+    def add(self, build: Callable[[], plt.Figure], name: str, caption: str) -> str:
+        """Queue a figure; return the placeholder that :meth:`fill` replaces by it."""
+        self.jobs.append((build, name, caption))
+        return f"<!--figure {len(self.jobs) - 1}-->"
+
+    def render(self, index: int) -> str:
+        build, name, caption = self.jobs[index]
+        fig = build()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=DPI)
+        links = []
+        for fmt in self.formats:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fig.savefig(self.folder / f"{name}.{fmt}", dpi=2 * DPI if fmt == "png" else DPI)
+            links.append(f'<a href="figures/{name}.{fmt}">{fmt.upper()}</a>')
+        plt.close(fig)
+        data = base64.b64encode(buffer.getvalue()).decode()
+        more = f" ({', '.join(links)})" if links else ""
+        return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+                f"<figcaption>{html.escape(caption)}{more}</figcaption></figure>")
+
+    def fill(self, page: str) -> str:
+        """``page`` with every placeholder replaced by its rendered figure."""
+        workers = min(len(self.jobs), len(os.sched_getaffinity(0))
+                      if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+            global _RENDERING  # read by the forked workers: builders are closures, not pickles
+            _RENDERING = self
+            try:
+                with multiprocessing.get_context("fork").Pool(workers) as pool:
+                    rendered = pool.map(_render, range(len(self.jobs)), chunksize=1)
+            finally:
+                _RENDERING = None
+        else:
+            rendered = [self.render(i) for i in range(len(self.jobs))]
+        for i, figure in enumerate(rendered):
+            page = page.replace(f"<!--figure {i}-->", figure, 1)
+        return page
+
+
+_RENDERING: _Figures | None = None
+
+
+def _render(index: int) -> str:
+    assert _RENDERING is not None
+    return _RENDERING.render(index)
+
+
+def write_report(run: str | Path, out: str | Path | None = None, *,
+                 formats: Collection[str] = (), sections: Sequence[Any] | None = None,
+                 tables: Mapping[str, pd.DataFrame] | None = None) -> Path:
+    """Write ``index.html`` with the warnings, leaderboards, evidence and figures of a run.
+
+    Parameters
+    ----------
+    run : path
+        A run directory.
+    out : path, optional
+        Output folder (default: ``<run>/report``).
+    formats : collection of {"png", "svg", "pdf"}
+        Also write every figure as a standalone file of these formats in ``out/figures``
+        (the page embeds its own PNGs either way).
+    sections : sequence, optional
+        Extra sections, objects with a ``title`` and ``render(tables, manifest) -> str``
+        (HTML). Default: those of the installed plugins (``benchsuite_report_sections``).
+    tables : dict of DataFrame, optional
+        The run's tables, if already read with :func:`benchsuite.results.load_results` (a
+        caller that needs them too saves reading and verifying the folder twice).
+
+    Returns
+    -------
+    Path
+        The page.
+    """
+    run = Path(run)
+    out = Path(out) if out is not None else run / "report"
+    manifest = RunStore(run).manifest()
+    tables = load_results(run) if tables is None else tables
+    traj, cp = tables["trajectories"], tables["checkpoints"]
+    if traj.empty:
+        raise ValueError(f"{run} has no finished cell yet: nothing to report")
+    figures = _Figures(out / "figures", formats)
+    names = display_names(manifest.get("cells", []))
+    problems = manifest.get("problems", {})
+    traj, cp = renamed(traj, names), renamed(cp, names)
+    landscapes = renamed(tables["landscapes"], names)
+    skipped, cells = renamed(tables["skipped"], names), renamed(tables["cells"], names)
+    styles = _styles(sorted(traj["integrator"].unique()))
+
+    page = [integrity_html(tables["cells"], traj), contradiction_banner_html(traj, problems),
+            campaign_html(manifest, names), "<h2>Leaderboards</h2>"]
+    pooled = leaderboard(traj, by_problem=False)
+    common, excluded = pooled.attrs["common_problems"], pooled.attrs["excluded_problems"]
+    scope = (f"Pooled over the {len(common)} problems every integrator applies to"
+             + (f"; {len(excluded)} more ({html.escape(', '.join(excluded[:8]))}"
+                f"{', ...' if len(excluded) > 8 else ''}) are ranked per problem below, "
+                "since some integrators do not apply to them" if excluded else "")
+             + ". Rates with 95% Wilson intervals; integrators whose interval overlaps that "
+             "of the leader of their tier share its rank (2=). Coverage: problems run, of all.")
+    page += [f"<h3>All problems pooled</h3><p>{scope}</p>", board_html(pooled, ["integrator"])]
+    profile = performance_profile(traj)
+    if profile.attrs.get("problems", 0) >= 2:
+        page.append(figures.add(
+            lambda: profile_figure(profile, styles), "performance_profile",
+            f"Dolan-More performance profiles over {profile.attrs['problems']} problems "
+            f"(expected running time, in oracle calls, to f - f* <= {TARGET:g})"))
+    else:
+        page.append("<p>No performance profile: it needs at least two problems that every "
+                    "integrator applies to and some integrator solves.</p>")
+    legend = ", ".join(f"{v} = {k}" for k, v in OUTCOME_ABBREVIATIONS.items())
+    missing = cells[cells["status"] != "ok"]
+    page.append(figures.add(
+        lambda: outcome_heatmap(traj, skipped, missing), "outcome_heatmap",
+        "Rate of reaching the global infimum, problem x integrator, annotated with the most "
+        f"frequent outcome ({legend}); hatched n/a: the integrator does not apply to the "
+        "problem (e.g. no gradient); missing: cell not finished or damaged"))
+    page.append(figures.add(lambda: outcome_shares(traj), "outcome_shares",
+                             "Outcomes per integrator, on the problems every integrator "
+                             "applies to"))
+    per_problem = leaderboard(traj, by_problem=True)
+    page += ["<h3>Per problem</h3>", f"<details><summary>{len(per_problem)} rows: each problem's "
+             "integrators ranked, same columns</summary>",
+             board_html(per_problem, ["problem", "integrator"]), "</details>"]
+    page += [evidence_html(traj, problems),
+             trust_html(traj), "<h2>Trajectories</h2>"]
+    f_star = {name: float(meta.get("f_star", math.nan)) for name, meta in problems.items()}
+    ordered = sorted(traj["problem"].astype(str).unique())
+    stats = band_statistics(cp)
+    for i in range(0, len(ordered), PROBLEMS_PER_FIGURE):
+        chunk = ordered[i:i + PROBLEMS_PER_FIGURE]
+        page.append(figures.add(
+            lambda chunk=chunk: trajectory_bands(stats, chunk, f_star, styles),
+            f"bands_{i // PROBLEMS_PER_FIGURE:02d}",
+            f"|x(t)| and f(x(t)) - f* against flow time: median (line) and {BAND[0]:.0%}-"
+            f"{BAND[1]:.0%} band over the trajectories of each integrator"))
+    for j, problem in enumerate(p for p in ordered if int(problems.get(p, {}).get("n", 0)) == 2):
+        integrators = sorted(traj.loc[traj["problem"] == problem, "integrator"].unique())
+        page.append(figures.add(
+            lambda problem=problem, integrators=integrators: landscape_figure(
+                traj, cp, landscapes, problem, integrators), f"landscape_{j:02d}",
+            f"{problem}: trajectories and initial points coloured by outcome, on the "
+            "landscape recorded by the run"))
+    if sections is None:
+        from benchsuite.plugins import load_registry  # only for the plugins' own sections
+
+        sections = load_registry(strict=False).report_sections
+    page += _plugin_sections(sections, tables, manifest)
+    out.mkdir(parents=True, exist_ok=True)
+    index = out / "index.html"
+    body = figures.fill("\n".join(p for p in page if p))
+    index.write_text(html_page(f"benchsuite report: {run.name}", body, intro=INTRO))
+    return index

@@ -129,3 +129,19 @@ def test_each_call_builds_a_fresh_plugin_manager():
     first = plugins.make_plugin_manager()
     first.register(DuplicateProblem(), name="dup")
     assert plugins.make_plugin_manager().get_plugin("dup") is None
+
+
+def test_report_sections_are_collected_from_plugins():
+    class Section:
+        title = "Energy per trajectory"
+
+        def render(self, tables, manifest):
+            return "<p>ok</p>"
+
+    class Plugin:
+        @hookimpl
+        def benchsuite_report_sections(self):
+            return [Section()]
+
+    reg = load_registry(entry_points=False, extra_plugins={"sections": Plugin()})
+    assert [s.title for s in reg.report_sections] == ["Energy per trajectory"]
