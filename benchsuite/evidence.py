@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchsuite.stats import wilson
+from benchsuite.stats import percent, wilson
 
 PROPERTIES = ("bounded_trajectories", "spurious_local_minima", "spurious_minima_at_infinity")
 VERDICTS = ("yes", "no", "unknown", "open", "n/a")
@@ -248,7 +248,7 @@ def theorem1_verdicts(trajectories: pd.DataFrame,
         else:
             verdict = "supports"
             why = (f"all {c} confidently labelled points converge to a global minimum: "
-                   f"bounded, and a spurious rate below {upper:.0%} (95%).")
+                   f"bounded, and a spurious rate below {percent(upper)} (95%).")
             if theory["theory_kind"] == "spurious setwise minima exist":
                 why += " The catalog proves spurious minima exist: the sample missed them."
         rows.append({"problem": row.problem, "verdict": verdict,
@@ -271,9 +271,10 @@ def _cell(row: Any) -> str:
         text = f"no evidence (0 confident of {row.n})"
     elif row.observed > 0:
         text = (f"{row.status}: {row.observed}/{row.confident} {row.evidence} "
-                f"({row.rate:.0%}, CI {row.ci_low:.0%}-{row.ci_high:.0%})")
+                f"({percent(row.rate)}, CI {percent(row.ci_low)}-{percent(row.ci_high)})")
     else:
-        text = f"{row.status}: 0/{row.confident} {row.evidence} (rate \u2264 {row.ci_high:.0%})"
+        text = (f"{row.status}: 0/{row.confident} {row.evidence} "
+                f"(rate \u2264 {percent(row.ci_high)})")
     if row.artefacts:
         text += f", {row.artefacts} artefact{'s' if row.artefacts > 1 else ''}"
     text = _esc(text)
@@ -343,7 +344,7 @@ def _theorem1_rows(verdicts: pd.DataFrame) -> str:
     rows = []
     for r in verdicts.itertuples(index=False):
         verdict = f"<b>{r.verdict}</b>" if r.verdict == "counterexample" else _esc(r.verdict)
-        upper = "" if math.isnan(r.spurious_upper) else f"{r.spurious_upper:.0%}"
+        upper = "" if math.isnan(r.spurious_upper) else percent(r.spurious_upper)
         rows.append(f'<tr><td>{_esc(r.problem)}</td><td class="nw">{verdict}</td>'
                     f"<td>{_esc(r.theory)}</td><td>{r.confident}/{r.points}</td>"
                     f"<td>{r.spurious}</td><td>{r.escapes}</td><td>{r.artefacts}</td>"

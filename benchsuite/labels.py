@@ -35,4 +35,4 @@ def renamed(frame: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:
     if frame.empty or "integrator" not in frame:
         return frame
     column = frame["integrator"].astype(str)
-    return frame.assign(integrator=column.map(lambda s: names.get(s, s)))
+    return frame.assign(integrator=column.map(dict(names)).fillna(column))

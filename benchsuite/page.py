@@ -12,9 +12,10 @@ body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px;
         padding: 0 1em; }}
 div.scroll {{ overflow-x: auto; max-width: 100%; margin-bottom: 1.5em; }}
 table.board {{ border-collapse: collapse; font-size: 12px; }}
-table.board th, table.board td {{ padding: 2px 6px; border-bottom: 1px solid #ddd;
+table.board th, table.board td {{ padding: 2px 4px; border-bottom: 1px solid #ddd;
                                   text-align: right; white-space: nowrap; }}
-table.board th {{ white-space: normal; vertical-align: bottom; }}
+table.board thead th {{ white-space: normal; vertical-align: bottom; }}
+table.board tbody th {{ vertical-align: top; }}
 table.evidence td, table.evidence th {{ white-space: normal; text-align: left; }}
 figure {{ margin: 1em 0; }} img {{ max-width: 100%; height: auto; }}
 figcaption {{ font-size: 12px; color: #444; }}

@@ -21,7 +21,7 @@ import difflib
 import importlib.metadata
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,6 +159,7 @@ def load_registry(
     allow: Iterable[str] | None = None,
     extra_plugins: Mapping[str, object] | None = None,
     entry_points: bool = True,
+    hooks: Collection[str] | None = None,
 ) -> Registry:
     """Import the installed plugins and collect their problems, integrators and observers.
 
@@ -175,6 +176,9 @@ def load_registry(
         Plugin objects to register besides the entry points (tests, notebooks).
     entry_points : bool
         Whether to load the ``benchsuite`` entry points at all.
+    hooks : collection of str, optional
+        Call only these hooks (e.g. ``{"benchsuite_report_sections"}``: the report needs no
+        problem or integrator built). Default: all.
 
     Returns
     -------
@@ -223,16 +227,16 @@ def load_registry(
         registry.plugins.append(_with_status(info, "loaded"))
 
     by_name = {p.name: p for p in registry.plugins}
-    _collect(pm, "benchsuite_problems", Problem, "problem", registry.problems, registry, by_name,
-             fail)
-    _collect(pm, "benchsuite_integrators", Integrator, "integrator", registry.integrators,
-             registry, by_name, fail)
     observers: dict[str, Any] = {}
-    _collect(pm, "benchsuite_observers", object, "observer", observers, registry, by_name, fail)
-    registry.observers = list(observers.values())
     sections: dict[str, Any] = {}
-    _collect(pm, "benchsuite_report_sections", object, "report section", sections, registry,
-             by_name, fail)
+    for hook, kind_type, kind, into in (
+            ("benchsuite_problems", Problem, "problem", registry.problems),
+            ("benchsuite_integrators", Integrator, "integrator", registry.integrators),
+            ("benchsuite_observers", object, "observer", observers),
+            ("benchsuite_report_sections", object, "report section", sections)):
+        if hooks is None or hook in hooks:
+            _collect(pm, hook, kind_type, kind, into, registry, by_name, fail)
+    registry.observers = list(observers.values())
     registry.report_sections = list(sections.values())
     return registry
 

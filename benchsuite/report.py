@@ -30,6 +30,7 @@ import io
 import math
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ from benchsuite.evidence import contradiction_banner_html, evidence_html
 from benchsuite.labels import display_names, renamed
 from benchsuite.page import html_page
 from benchsuite.results import RunStore, load_results
-from benchsuite.stats import wilson
+from benchsuite.stats import percent, wilson
 from benchsuite.vocabulary import OUTCOMES, Stop
 
 GLOBAL = ("converged_global", "escape_global")
@@ -263,21 +264,20 @@ def outcome_heatmap(trajectories: pd.DataFrame, skipped: pd.DataFrame,
             labels.loc[cell["problem"], cell["integrator"]] = word
     # margins in inches, so that labels fit whatever the number of problems
     label_width = 0.055 * max((len(str(r)) for r in rows), default=10) + 0.7
-    width, height = 0.9 * len(cols) + label_width + 1.6, 0.28 * len(rows) + 1.6
+    width, height = 0.9 * len(cols) + label_width + 1.6, max(0.28 * len(rows) + 1.6, 3.0)
     fig, ax = plt.subplots(figsize=(width, height))
     ax.set_facecolor("#e8e8e8")
     ax.patch.set_hatch("///")
     ax.patch.set_edgecolor("#bbbbbb")
     sns.heatmap(rate, annot=labels.to_numpy(), fmt="", vmin=0, vmax=1, cmap="viridis", ax=ax,
-                annot_kws={"fontsize": 7}, cbar_kws={"label": "rate of reaching the global "
-                                                              "infimum", "shrink": 0.6})
+                annot_kws={"fontsize": 7}, cbar_kws={"label": "global rate", "shrink": 0.6})
     for (i, j), word in np.ndenumerate(labels.to_numpy()):
         if word in ("n/a", "missing"):
             ax.text(j + 0.5, i + 0.5, word, ha="center", va="center", fontsize=7, color="#444")
     ax.set_xlabel("integrator")
     ax.set_ylabel("problem")
     ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-    ax.tick_params(axis="y", labelsize=7)
+    ax.tick_params(axis="y", labelsize=7, labelrotation=0)
     fig.subplots_adjust(left=label_width / width, right=1 - 0.2 / width,
                         bottom=1.2 / height, top=1 - 0.15 / height)
     return fig
@@ -449,18 +449,20 @@ def landscape_figure(trajectories: pd.DataFrame, checkpoints: pd.DataFrame,
 
 
 def _percent(rate: float, low: float, high: float) -> str:
+    """"45% (38%-52%)"; below 1%, one more digit, so that 0 of 4000 reads (0%-0.1%)."""
     if not math.isfinite(rate):
         return "-"
-    return f"{rate:.0%} ({low:.0%}-{high:.0%})"
+    return f"{percent(rate)} ({percent(low)}-{percent(high)})"
 
 
 def board_html(table: pd.DataFrame, index: Sequence[str]) -> str:
     """A leaderboard as an HTML table that fits: each rate as "45% (38%-52%)", its Wilson
     interval beside it, wrapped in a horizontally scrolling box."""
     shown = pd.DataFrame(index=table.index)
-    for column in ("rank", "coverage", "trajectories"):
+    for column, header in (("rank", "rank"), ("coverage", "coverage"),
+                           ("trajectories", "n")):
         if column in table:
-            shown[column] = table[column]
+            shown[header] = table[column]
     for rate in RATES:
         shown[rate] = [_percent(r, lo, hi) for r, lo, hi in zip(
             table[rate], table[f"{rate}_low"], table[f"{rate}_high"], strict=True)]
@@ -468,9 +470,11 @@ def board_html(table: pd.DataFrame, index: Sequence[str]) -> str:
         shown["mean rank"] = table["mean_rank"].map(lambda v: f"{v:.2f}")
     for what, unit in (("evals", "oracle calls"), ("t", "flow time")):
         col = f"median_{what}_to_{TARGET:g}"
-        shown[f"median {unit} to f-f*<={TARGET:g}"] = table[col].map(
+        shown[f"median {unit} to target"] = table[col].map(
             lambda v: "-" if not math.isfinite(v) else f"{v:.3g}")
     shown.index.names = list(index)
+    # headers may break after an underscore (a zero-width space), so that the table fits
+    shown.columns = [str(c).replace("_", "_\u200b") for c in shown.columns]
     return f'<div class="scroll">{shown.to_html(classes="board", border=0)}</div>'
 
 
@@ -623,10 +627,13 @@ class _Figures:
         if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
             global _RENDERING  # read by the forked workers: builders are closures, not pickles
             _RENDERING = self
+            pool = multiprocessing.get_context("fork").Pool(workers, initializer=_quiet_worker)
             try:
-                with multiprocessing.get_context("fork").Pool(workers) as pool:
-                    rendered = pool.map(_render, range(len(self.jobs)), chunksize=1)
+                rendered = pool.map(_render, range(len(self.jobs)), chunksize=1)
+                pool.close()  # let the workers exit on their own, never a SIGTERM mid-write
             finally:
+                pool.terminate()
+                pool.join()
                 _RENDERING = None
         else:
             rendered = [self.render(i) for i in range(len(self.jobs))]
@@ -636,6 +643,14 @@ class _Figures:
 
 
 _RENDERING: _Figures | None = None
+
+
+def _quiet_worker() -> None:
+    """A drawing worker leaves interrupts to the parent, and dies silently when stopped (it
+    inherits the command line's handlers, which would print a traceback from each)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for stop in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, signal.SIG_DFL)
 
 
 def _render(index: int) -> str:
@@ -688,12 +703,14 @@ def write_report(run: str | Path, out: str | Path | None = None, *,
             campaign_html(manifest, names), "<h2>Leaderboards</h2>"]
     pooled = leaderboard(traj, by_problem=False)
     common, excluded = pooled.attrs["common_problems"], pooled.attrs["excluded_problems"]
-    scope = (f"Pooled over the {len(common)} problems every integrator applies to"
+    scope = (f"Pooled over the {len(common)} problem{'s' * (len(common) != 1)} every "
+             "integrator applies to"
              + (f"; {len(excluded)} more ({html.escape(', '.join(excluded[:8]))}"
                 f"{', ...' if len(excluded) > 8 else ''}) are ranked per problem below, "
                 "since some integrators do not apply to them" if excluded else "")
              + ". Rates with 95% Wilson intervals; integrators whose interval overlaps that "
-             "of the leader of their tier share its rank (2=). Coverage: problems run, of all.")
+             "of the leader of their tier share its rank (2=). Coverage: problems run, of all; "
+             "n: trajectories.")
     page += [f"<h3>All problems pooled</h3><p>{scope}</p>", board_html(pooled, ["integrator"])]
     profile = performance_profile(traj)
     if profile.attrs.get("problems", 0) >= 2:
@@ -740,7 +757,8 @@ def write_report(run: str | Path, out: str | Path | None = None, *,
     if sections is None:
         from benchsuite.plugins import load_registry  # only for the plugins' own sections
 
-        sections = load_registry(strict=False).report_sections
+        sections = load_registry(strict=False,
+                                 hooks={"benchsuite_report_sections"}).report_sections
     page += _plugin_sections(sections, tables, manifest)
     out.mkdir(parents=True, exist_ok=True)
     index = out / "index.html"

@@ -87,3 +87,9 @@ def adjust(p: Any, correction: str = "holm") -> np.ndarray:
 
             out[ok] = false_discovery_control(p[ok])
     return out
+
+
+def percent(value: float) -> str:
+    """A proportion as a percentage for tables: ``45%``; below 1%, one more digit (``0.1%``),
+    so that the upper bound after 0 of 4000 does not read as 0%."""
+    return f"{value:.1%}" if 0 < value < 0.01 else f"{value:.0%}"

@@ -262,3 +262,17 @@ def test_report_opens_in_a_headless_browser(run, tmp_path):
     assert int(total.group(1)) >= 4 and loaded.group(1) == total.group(1)
     for heading in ("Leaderboards", "Theory against evidence", "Per problem"):
         assert heading in out.stdout
+
+
+def test_default_sections_come_from_the_plugins_without_building_problems(run, tmp_path,
+                                                                          monkeypatch):
+    calls = []
+    real = benchsuite.plugins.load_registry
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("hooks"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(benchsuite.plugins, "load_registry", spy)
+    write_report(run, tmp_path)
+    assert calls == [{"benchsuite_report_sections"}]
