@@ -606,22 +606,37 @@ def _rule_step_limit(ev: dict[str, Any]) -> tuple[np.ndarray, str]:
     return (beyond | stalled) & ~_near_infimum(ev), Outcome.STEP_LIMITED
 
 
-def _limit_at_critical_value(ev: dict[str, Any]) -> np.ndarray:
+def _limit_at_critical_value(ev: dict[str, Any], identified: bool = False) -> np.ndarray:
     """The limit of f, within its error bar, is one of the problem's listed critical values
-    above the infimum."""
+    above the infimum.
+
+    ``identified``: moreover the bar is finite, excludes the infimum, and contains no other
+    listed critical value, so that it names that one value (the evidence a confident
+    ``converged_spurious`` needs: an infinite bar "matches" every value); and that value is
+    not above the last f, since f only decreases along the flow.
+    """
     crit = np.asarray(ev["problem"].critical_values, dtype=float)
     if crit.size == 0:
         return np.zeros(len(ev["f"]), dtype=bool)
     above = crit[None, :] > ev["f_star"] + ev["gap_tol"][:, None]
     reach = ev["f_limit_err"][:, None] + GAP_TOL * (1.0 + np.abs(crit[None, :]))
     near = np.abs(ev["f_limit"][:, None] - crit[None, :]) <= reach
-    return np.any(near & above, axis=1)
+    found = np.any(near & above, axis=1)
+    if not identified:
+        return found
+    limit, err = ev["f_limit"], ev["f_limit_err"]
+    with np.errstate(invalid="ignore"):
+        apart = np.abs(limit - ev["f_star"]) > err + ev["gap_tol"]  # False for NaN/inf
+        reachable = crit[None, :] <= ev["f"][:, None] + ev["gap_tol"][:, None]
+    unique = (near.sum(axis=1) == 1) & np.any(near & above & reachable, axis=1)
+    return found & np.isfinite(limit) & np.isfinite(err) & apart & unique
 
 
 def _rule_critical_approach(ev: dict[str, Any]) -> tuple[np.ndarray, str]:
     # a slow approach to a degenerate critical point (Remark 2's flat inflections): finite
-    # length, and f tending to a critical value the problem lists
-    return ev["shrinking"] & _limit_at_critical_value(ev), Outcome.CONVERGED_SPURIOUS
+    # length, and f tending to a critical value the problem lists, singled out by its bar
+    return (ev["shrinking"] & _limit_at_critical_value(ev, identified=True),
+            Outcome.CONVERGED_SPURIOUS)
 
 
 def _rule_escape(ev: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:

@@ -416,3 +416,38 @@ def test_a_sqrt_log_escape_at_the_infimum_is_not_called_converged():
                 lambda x: 2 * x * (1 - x**2) * np.exp(-(x**2)), 0.0, True)
     got, _ = outcomes(p, DormandPrince(), [[2.0], [-2.5]], 1e4, certificates=False)
     assert "converged_global" not in got
+
+
+def test_a_spurious_limit_needs_a_bar_that_names_one_critical_value():
+    """converged_spurious from a slow approach needs an error bar on lim f that is finite,
+    excludes f*, holds exactly one listed critical value, and one that f can still reach (f
+    only decreases): an infinite bar "matched" every value, and a trajectory already below a
+    saddle value was once said to converge to it (shallow_linear_net, seed 5, t_max 3)."""
+    from types import SimpleNamespace
+
+    from benchsuite.classify import _limit_at_critical_value
+
+    crit = (0.0, 10.12, 10.29, 13.1)
+    rows = {  # f_limit, f_limit_err, last f
+        "identified": (10.28, 0.01, 10.30),
+        "infinite bar": (9.86, math.inf, 9.98),
+        "bar covers f*": (0.3, 0.5, 0.4),
+        "bar holds two values": (10.2, 0.1, 10.3),
+        "already below the value": (10.259, 0.03, 10.259),
+        "no limit": (math.nan, 0.01, 10.3),
+    }
+    limit, err, f = (np.array(v) for v in zip(*rows.values(), strict=True))
+    ev = {"problem": SimpleNamespace(critical_values=crit), "f_star": 0.0, "f": f,
+          "gap_tol": np.full(len(f), 1e-6), "f_limit": limit, "f_limit_err": err}
+    found = dict(zip(rows, _limit_at_critical_value(ev, identified=True), strict=True))
+    assert found == {"identified": True, "infinite bar": False, "bar covers f*": False,
+                     "bar holds two values": False, "already below the value": False,
+                     "no limit": False}
+
+
+def test_shallow_linear_net_gets_no_confident_spurious_limit_from_a_short_run():
+    problem = linear_networks.shallow_linear_net()
+    x0 = problem.sample(np.random.default_rng(5), 8)
+    for integrator in (ExplicitEuler(), ProximalPoint()):
+        traj = run_cell(problem, integrator, x0, Budget(t_max=3.0)).trajectories
+        assert not (traj["outcome"].astype(str) == "converged_spurious").any()
