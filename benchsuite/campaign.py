@@ -333,7 +333,8 @@ def manifest(campaign: Campaign, cells: list[Cell]) -> dict[str, Any]:
     return {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "campaign": asdict(campaign),
-        "cells": [{**c.labels, "key": c.key, "params": c.integrator.params} for c in cells],
+        "cells": [{**c.labels, "key": c.key, "params": c.integrator.params,
+                   "defaults": c.integrator.defaults} for c in cells],
         "problems": {c.problem.name: c.problem.details() for c in cells},
         "seed_scheme": "SeedSequence(seed, spawn_key=(crc32(problem name), replicate))",
     }

@@ -198,6 +198,13 @@ class Integrator(abc.ABC):
         """Hyperparameters, by name."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """The declared default of each hyperparameter that has one (display names show only
+        what differs from them)."""
+        return {f.name: f.default for f in dataclasses.fields(self)
+                if f.default is not dataclasses.MISSING}
+
     def with_params(self, **params: Any) -> Self:
         """A copy with other hyperparameters.
 

@@ -15,16 +15,20 @@ import pandas as pd
 
 def display_names(cells: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """Compact names of the integrators of a run, from its manifest's ``cells``: for each
-    method, only the hyperparameters whose values differ among its integrators in the run
-    (``rk45(rtol=1e-06,...)`` alone -> ``rk45``; ``euler(h=0.1)`` beside ``euler(h=0.01)``
-    stays as it is)."""
+    method, only the hyperparameters whose values differ among its integrators in the run or
+    from their declared defaults (``rk45(rtol=1e-06,...)`` alone -> ``rk45``;
+    ``euler(h=0.1)`` beside ``euler(h=0.01)`` and ``scipy_ivp(method=RK23)`` stay as they
+    are)."""
     by_label = {str(c["integrator"]): (str(c.get("method") or c["integrator"]),
-                                       dict(c.get("params") or {})) for c in cells}
+                                       dict(c.get("params") or {}),
+                                       dict(c.get("defaults") or {})) for c in cells}
     names = {}
-    for label, (method, params) in by_label.items():
-        siblings = [p for m, p in by_label.values() if m == method]
-        varying = [k for k in params if len({repr(s.get(k)) for s in siblings}) > 1]
-        inside = ",".join(f"{k}={params[k]}" for k in varying)
+    for label, (method, params, defaults) in by_label.items():
+        siblings = [p for m, p, _ in by_label.values() if m == method]
+        shown = [k for k in params
+                 if len({repr(s.get(k)) for s in siblings}) > 1
+                 or (k in defaults and repr(defaults[k]) != repr(params[k]))]
+        inside = ",".join(f"{k}={params[k]}" for k in shown)
         names[label] = f"{method}({inside})" if inside else method
     return names
 

@@ -63,6 +63,8 @@ RATES = ("global", "converged_spurious", "escape_spurious", "step_limited", "div
 BAND = (0.1, 0.9)
 MAX_TRAJECTORIES_DRAWN = 60
 PLOT_RANGE = (1e-30, 1e30)
+#: |x| and f - f* below this are drawn at it (an exact 0 has no place on a log axis).
+FLOOR = 1e-16
 #: Problems per figure of the trajectory small multiples.
 PROBLEMS_PER_FIGURE = 6
 #: Line styles and markers per integrator: overlapping curves stay distinguishable.
@@ -299,12 +301,6 @@ def outcome_shares(trajectories: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def _binned(checkpoints: pd.DataFrame) -> pd.DataFrame:
-    """Checkpoints on a shared log grid of flow time (half-octave bins), for quantile bands."""
-    cp = checkpoints[checkpoints["t"] > 0]
-    return cp.assign(t_bin=2.0 ** (np.round(2 * np.log2(cp["t"].to_numpy(float))) / 2))
-
-
 def _log_axes(ax: plt.Axes, low: float, high: float) -> None:
     """Log-log axes with a few labelled ticks and no minor ones (ticks dominate the cost of
     drawing log axes); y values spanning less than a decade get 1-2-5 ticks, else one
@@ -318,19 +314,44 @@ def _log_axes(ax: plt.Axes, low: float, high: float) -> None:
         axis.set_major_formatter(PLAIN)  # mathtext labels (10^k) cost more than the plot
 
 
-def band_statistics(checkpoints: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def band_statistics(checkpoints: pd.DataFrame, f_star: Mapping[str, float]
+                    ) -> dict[str, pd.DataFrame]:
     """Per problem, integrator and half-octave of flow time: the median and the quantile band
-    of |x| (``norm``) and f - f_star (``f_gap``), over their finite positive values."""
+    of |x| (``norm``) and f - f_star (``f_gap``) over *all* the trajectories.
+
+    Each trajectory is read on a common grid of flow times (half-octaves) at its last
+    checkpoint at or before each time, and holds its last value after it stopped: a median
+    over whichever trajectories happen to have a checkpoint in a bin would follow a few
+    unrepresentative ones (adaptive steps, early stops). Values are floored at
+    :data:`FLOOR` (an exact 0 on a log axis) and drawn clipped to :data:`PLOT_RANGE`.
+    """
     stats: dict[str, pd.DataFrame] = {}
-    if checkpoints.empty:
+    keys = ["problem", "integrator", "traj"]
+    cp = checkpoints[[*keys, "t", "norm", "f_gap"]] if len(checkpoints) else checkpoints
+    cp = cp[np.isfinite(cp["t"].to_numpy(float))] if len(cp) else cp
+    positive = cp[cp["t"] > 0] if len(cp) else cp
+    if positive.empty:
         return stats
-    cp = _binned(checkpoints)
+    grids = []
+    for problem, times in positive.groupby("problem", observed=True)["t"]:
+        first, last = np.log2(times.min()), np.log2(times.max())
+        ts = 2.0 ** (np.arange(math.ceil(2 * first), math.floor(2 * last) + 1) / 2)
+        ts = np.unique(np.concatenate([ts, [times.max()]]))
+        rows = cp.loc[cp["problem"] == problem, keys].drop_duplicates()
+        grids.append(rows.merge(pd.DataFrame({"t": ts}), how="cross"))
+    grid = pd.concat(grids, ignore_index=True).sort_values("t", kind="stable")
+    held = pd.merge_asof(grid, cp.sort_values("t", kind="stable"), on="t", by=keys,
+                         direction="backward")
+    gap = held["f_gap"].to_numpy(float)
+    finite = {p: math.isfinite(v) for p, v in f_star.items()}
+    no_gap = ~held["problem"].map(finite).fillna(False).to_numpy(bool)
+    held["f_gap"] = np.where(no_gap, np.nan, gap)  # f* = -inf: the gap is infinite
     for col in ("norm", "f_gap"):
-        values = cp[col].to_numpy(dtype=float)
-        data = cp[np.isfinite(values) & (values > 0)]  # log axes: finite positive only
-        # clip what is drawn (not the data): blow-ups reach 1e300, past what log axes tick
-        stats[col] = data.groupby(["problem", "integrator", "t_bin"], observed=True)[
-            col].quantile([BAND[0], 0.5, BAND[1]]).unstack().clip(*PLOT_RANGE)
+        values = held[col].to_numpy(float)
+        data = held.assign(**{col: np.where(np.isnan(values), np.nan,
+                                            np.maximum(values, FLOOR))})
+        stats[col] = data.groupby(["problem", "integrator", "t"], observed=True)[col].quantile(
+            [BAND[0], 0.5, BAND[1]]).unstack().dropna(how="all").clip(*PLOT_RANGE)
     return stats
 
 
@@ -354,6 +375,7 @@ def trajectory_bands(stats: Mapping[str, pd.DataFrame], problems: Sequence[str],
                        else "no finite positive values")
                 ax.text(0.5, 0.5, why, ha="center", va="center", fontsize=8,
                         transform=ax.transAxes)
+                ax.tick_params(left=False, labelleft=False)  # an empty panel has no scale
                 continue
             mine = table.loc[problem]
             for integrator, sub in mine.groupby(level="integrator"):
@@ -386,10 +408,11 @@ def landscape_figure(trajectories: pd.DataFrame, checkpoints: pd.DataFrame,
     trajectories and initial points of each integrator coloured by outcome."""
     ncols = min(len(integrators), 3)
     nrows = math.ceil(len(integrators) / ncols)
+    # one scale for every panel of the problem, so that the integrators compare at a glance
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.1 * ncols + 1.2, 3.7 * nrows + 0.8),
-                             squeeze=False)
+                             squeeze=False, sharex=True, sharey=True)
     palette = dict(zip(OUTCOMES, sns.color_palette("tab10", len(OUTCOMES)), strict=True))
-    mappable = None
+    mappable, extents = None, []
     for ax, integrator in zip(axes.flat, integrators, strict=False):
         mine = (trajectories["problem"] == problem) & (trajectories["integrator"] == integrator)
         traj = trajectories[mine]
@@ -399,14 +422,13 @@ def landscape_figure(trajectories: pd.DataFrame, checkpoints: pd.DataFrame,
         if len(grid) and side * side == len(grid):
             g0, g1, values = (grid[c].to_numpy(float).reshape(side, side)
                               for c in ("g0", "g1", "f"))
+            extents.append((g0.min(), g0.max(), g1.min(), g1.max()))
             finite = values[np.isfinite(values)]
             if finite.size:
                 levels = np.unique(np.quantile(finite, np.linspace(0, 1, 16)))
                 if levels.size > 1:
                     mappable = ax.contourf(g0, g1, values, levels=levels, cmap="Greys_r",
                                            alpha=0.55)
-            ax.set_xlim(g0.min(), g0.max())
-            ax.set_ylim(g1.min(), g1.max())
         else:
             ax.text(0.5, 0.02, "landscape not recorded", ha="center", fontsize=7,
                     transform=ax.transAxes)
@@ -430,6 +452,10 @@ def landscape_figure(trajectories: pd.DataFrame, checkpoints: pd.DataFrame,
         ax.tick_params(labelsize=7)
     for ax in axes.flat[len(integrators):]:
         ax.set_visible(False)
+    if extents:  # the recorded grids, not escaping trajectories, set the shared frame
+        box = np.array(extents)
+        axes[0, 0].set_xlim(box[:, 0].min(), box[:, 1].max())
+        axes[0, 0].set_ylim(box[:, 2].min(), box[:, 3].max())
     present = sorted(set(trajectories[trajectories["problem"] == problem]["outcome"].astype(
         str)), key=OUTCOMES.index)
     handles = [plt.Line2D([], [], color=palette[o], marker="o", label=o) for o in present]
@@ -478,6 +504,36 @@ def board_html(table: pd.DataFrame, index: Sequence[str]) -> str:
     return f'<div class="scroll">{shown.to_html(classes="board", border=0)}</div>'
 
 
+def _names(items: Sequence[str], most: int = 8) -> str:
+    shown = ", ".join(items[:most]) + (", ..." if len(items) > most else "")
+    return html.escape(shown)
+
+
+def _excluded_html(excluded: Sequence[str], skipped: pd.DataFrame, cells: pd.DataFrame) -> str:
+    """Why problems are left out of the pooled board: an integrator does not apply to them,
+    or some of their cells are not finished or damaged (never the one for the other)."""
+    if not excluded:
+        return ""
+    unfinished = set(cells.loc[cells["status"] != "ok", "problem"].astype(str))
+    inapplicable = set(skipped["problem"].astype(str)) if len(skipped) else set()
+    parts = []
+    for why, found in (("some integrators do not apply to", inapplicable),
+                       ("some cells are not finished or damaged for", unfinished)):
+        these = [p for p in excluded if p in found]
+        if these:
+            parts.append(f"{why} {len(these)} ({_names(these)})")
+    return (f"; {len(excluded)} more {'is' if len(excluded) == 1 else 'are'} ranked per "
+            "problem below: " + "; ".join(parts))
+
+
+def _absent_html(names: Mapping[str, str], trajectories: pd.DataFrame) -> str:
+    """Integrators of the campaign without a single finished cell (absent from every board)."""
+    absent = sorted(set(names.values()) - set(trajectories["integrator"].astype(str)))
+    if not absent:
+        return ""
+    return (f". Not on any board, for want of a finished cell: {_names(absent)}")
+
+
 def integrity_html(cells: pd.DataFrame, trajectories: pd.DataFrame) -> str:
     """Warnings for the top of the report: cells not finished or damaged, cells that failed,
     the undetermined share."""
@@ -488,8 +544,9 @@ def integrity_html(cells: pd.DataFrame, trajectories: pd.DataFrame) -> str:
         parts.append(f"{missing} of {len(cells)} cells are not finished: this report covers "
                      "part of the campaign (run the same command again to finish it)")
     if damaged:
-        names = ", ".join(html.escape(k) for k in cells.loc[cells["status"] == "damaged",
-                                                             "key"][:5])
+        bad = cells[cells["status"] == "damaged"]
+        names = _names([f"{p} x {i}" for p, i in zip(bad["problem"], bad["integrator"],
+                                                     strict=True)], most=5)
         parts.append(f"{damaged} cells are damaged and left out ({names}); "
                      "<code>benchsuite verify</code> names them and a resume recomputes them")
     if len(trajectories):
@@ -699,15 +756,13 @@ def write_report(run: str | Path, out: str | Path | None = None, *,
     skipped, cells = renamed(tables["skipped"], names), renamed(tables["cells"], names)
     styles = _styles(sorted(traj["integrator"].unique()))
 
-    page = [integrity_html(tables["cells"], traj), contradiction_banner_html(traj, problems),
+    page = [integrity_html(cells, traj), contradiction_banner_html(traj, problems),
             campaign_html(manifest, names), "<h2>Leaderboards</h2>"]
     pooled = leaderboard(traj, by_problem=False)
     common, excluded = pooled.attrs["common_problems"], pooled.attrs["excluded_problems"]
     scope = (f"Pooled over the {len(common)} problem{'s' * (len(common) != 1)} every "
-             "integrator applies to"
-             + (f"; {len(excluded)} more ({html.escape(', '.join(excluded[:8]))}"
-                f"{', ...' if len(excluded) > 8 else ''}) are ranked per problem below, "
-                "since some integrators do not apply to them" if excluded else "")
+             "integrator has finished cells on" + _excluded_html(excluded, skipped, cells)
+             + _absent_html(names, traj)
              + ". Rates with 95% Wilson intervals; integrators whose interval overlaps that "
              "of the leader of their tier share its rank (2=). Coverage: problems run, of all; "
              "n: trajectories.")
@@ -716,8 +771,11 @@ def write_report(run: str | Path, out: str | Path | None = None, *,
     if profile.attrs.get("problems", 0) >= 2:
         page.append(figures.add(
             lambda: profile_figure(profile, styles), "performance_profile",
-            f"Dolan-More performance profiles over {profile.attrs['problems']} problems "
-            f"(expected running time, in oracle calls, to f - f* <= {TARGET:g})"))
+            f"Dolan-More performance profiles over {profile.attrs['problems']} problems: the "
+            "cost is COCO's expected running time to f - f* <= "
+            f"{TARGET:g}, in oracle calls, which charges every trajectory that never gets "
+            "there its whole budget (so it can differ from the leaderboard's median cost, "
+            "taken over the trajectories that got there)"))
     else:
         page.append("<p>No performance profile: it needs at least two problems that every "
                     "integrator applies to and some integrator solves.</p>")
@@ -739,7 +797,7 @@ def write_report(run: str | Path, out: str | Path | None = None, *,
              trust_html(traj), "<h2>Trajectories</h2>"]
     f_star = {name: float(meta.get("f_star", math.nan)) for name, meta in problems.items()}
     ordered = sorted(traj["problem"].astype(str).unique())
-    stats = band_statistics(cp)
+    stats = band_statistics(cp, f_star)
     for i in range(0, len(ordered), PROBLEMS_PER_FIGURE):
         chunk = ordered[i:i + PROBLEMS_PER_FIGURE]
         page.append(figures.add(

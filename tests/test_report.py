@@ -112,6 +112,11 @@ def test_display_names_come_from_the_manifest_parameters():
     assert display_names(cells) == {"euler(h=0.1)": "euler(h=0.1)",
                                     "euler(h=0.01)": "euler(h=0.01)",
                                     "rk45(rtol=1e-06,atol=1e-09)": "rk45"}
+    # a lone integrator with a non-default hyperparameter must not read as the default one
+    lone = [{"integrator": "scipy_ivp(method=RK23,rtol=1e-06)", "method": "scipy_ivp",
+             "params": {"method": "RK23", "rtol": 1e-6},
+             "defaults": {"method": "RK45", "rtol": 1e-6}}]
+    assert display_names(lone) == {"scipy_ivp(method=RK23,rtol=1e-06)": "scipy_ivp(method=RK23)"}
 
 
 def test_performance_profile_is_a_distribution_function(run):
@@ -198,7 +203,7 @@ def test_report_is_a_pure_function_of_the_run_folder(run, tmp_path, monkeypatch)
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (tmp_path / "out" / "figures").exists()
     # the pooled board says which problems it leaves out, and why
-    assert "l1_rank1_factorization" in text and "every integrator applies to" in text
+    assert "some integrators do not apply to 1 (l1_rank1_factorization)" in text
     # the heatmap explains the cells that do not apply
     assert "hatched n/a" in text
     undetermined = (load_results(run)["trajectories"]["outcome"] == "undetermined").sum()
@@ -224,6 +229,9 @@ def test_incomplete_run_is_flagged_at_the_top(run, tmp_path):
     warning = body.index("cells are not finished")
     assert warning < body.index("Leaderboards")
     assert "1 of 12 cells are not finished" in body
+    # the pooled board says the problem is left out for an unfinished cell, not a skipped one
+    problem = store.manifest()["cells"][0]["problem"]
+    assert f"some cells are not finished or damaged for 1 ({problem})" in body
 
 
 def test_plugin_sections_appear_and_a_raising_one_costs_only_itself(run, tmp_path):
