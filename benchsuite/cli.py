@@ -71,6 +71,7 @@ from benchsuite.plugins import (
 )
 from benchsuite.results import (
     CampaignMismatch,
+    CellCheck,
     FolderBusy,
     RunStore,
     StoreWriteError,
@@ -85,6 +86,7 @@ from benchsuite.runs import (
     local_time,
     scan_run,
     summarize_run,
+    writer,
 )
 from benchsuite.vocabulary import Outcome, Stop
 
@@ -111,7 +113,9 @@ FIGURE_FORMATS = ("png", "svg", "pdf")
 # -- one style for messages ------------------------------------------------------------------
 
 class CliError(click.ClickException):
-    """An error shown as ``error: <message>`` and, when given, ``hint: <what to do>``."""
+    """An error shown as ``error: <message>`` and, when given, ``hint: <what to do>``; with
+    ``as_json`` (the command line had ``--json``) also as one strict-JSON object on stdout,
+    ``{"error": ..., "hint": ..., "exit_status": ...}``."""
 
     exit_code = EXIT_USAGE
 
@@ -119,16 +123,41 @@ class CliError(click.ClickException):
                  exit_code: int | None = None) -> None:
         super().__init__(message)
         self.hint = hint
+        self.as_json = False
         if exit_code is not None:
             self.exit_code = exit_code
 
     def show(self, file: Any = None) -> None:
+        if self.as_json:
+            echo_json({"error": self.message, "hint": self.hint, "exit_status": self.exit_code,
+                       "exit_meaning": EXIT_MEANINGS.get(self.exit_code)})
         error(self.message, self.hint)
 
 
 def _wrap(text: str, prefix: str = "") -> str:
     return textwrap.fill(prefix + text, WIDTH, subsequent_indent="  ", break_on_hyphens=False,
                          break_long_words=False)
+
+
+def _fill(text: str, first: str = "", rest: str = "  ") -> str:
+    """``text`` wrapped to 100 columns, indented: never wider (a word too long is broken)."""
+    return textwrap.fill(text, WIDTH, initial_indent=first, subsequent_indent=rest,
+                         break_on_hyphens=False)
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 cell``, ``2 cells``, ``1 trajectory``, ``0 trajectories``."""
+    if n == 1:
+        return f"{n} {noun}"
+    return f"{n} {noun[:-1] + 'ies' if noun.endswith('y') else noun + 's'}"
+
+
+def _of(part: int, total: int, noun: str, verb: str = "") -> str:
+    """``1 of 64 trajectories is``, ``3 of 64 trajectories are``, ``0 of 1 cell``: the noun
+    agrees with the total, the verb (``is``/``was``) with the part."""
+    verbs = {"is": "are", "was": "were", "has": "have"}
+    word = verb if part == 1 or not verb else verbs.get(verb, verb)
+    return f"{part} of {_count(total, noun)}" + (f" {word}" if verb else "")
 
 
 def error(message: str, hint: str | None = None) -> None:
@@ -145,9 +174,17 @@ def warn(message: str, hint: str | None = None) -> None:
         click.echo(f"hint: {hint}", err=True)
 
 
-def _restyled(exc: click.ClickException) -> CliError:
-    """A click error (bad option value, unknown option) in our style, exit code kept."""
+def _wants_json(args: Sequence[str]) -> bool:
+    """Whether a command line asks for ``--json`` (before any ``--``)."""
+    args = list(args)
+    return "--json" in (args[:args.index("--")] if "--" in args else args)
+
+
+def _restyled(exc: click.ClickException, as_json: bool = False) -> CliError:
+    """A click error (bad option value, unknown option) in our style, exit code kept; with
+    ``as_json``, also shown as JSON on stdout."""
     if isinstance(exc, CliError):
+        exc.as_json = exc.as_json or as_json
         return exc
     message = exc.format_message()
     if message[:1].isupper() and message[1:2].islower():
@@ -156,7 +193,9 @@ def _restyled(exc: click.ClickException) -> CliError:
     hint = None
     if isinstance(exc, click.UsageError):
         hint = f"see '{ctx.command_path if ctx is not None else 'benchsuite'} --help'"
-    return CliError(message, hint, exit_code=exc.exit_code)
+    restyled = CliError(message, hint, exit_code=exc.exit_code)
+    restyled.as_json = as_json
+    return restyled
 
 
 def _format_warning(message: Any, category: type[Warning], filename: str, lineno: int,
@@ -183,11 +222,13 @@ class Context:
             try:
                 self._registry = load_registry(strict=self.strict, blocked=self.blocked)
             except PluginLoadError as exc:
-                error(str(exc))
-                sys.exit(EXIT_PLUGIN)
+                raise CliError(str(exc), exit_code=EXIT_PLUGIN) from None
             for err in self._registry.errors:
                 warn(str(err))
         return self._registry
+
+
+_JSON_META = "benchsuite.json"
 
 
 class _Group(click.Group):
@@ -197,10 +238,13 @@ class _Group(click.Group):
 
     def make_context(self, info_name: str | None, args: list[str],
                      parent: click.Context | None = None, **extra: Any) -> click.Context:
+        as_json = _wants_json(args)  # a refusal is then JSON on stdout too
         try:
-            return super().make_context(info_name, args, parent, **extra)
+            ctx = super().make_context(info_name, args, parent, **extra)
         except click.ClickException as exc:
-            raise _restyled(exc) from None
+            raise _restyled(exc, as_json) from None
+        ctx.meta[_JSON_META] = as_json
+        return ctx
 
     def invoke(self, ctx: click.Context) -> Any:
         main_thread = threading.current_thread() is threading.main_thread()
@@ -211,7 +255,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except click.ClickException as exc:
-            raise _restyled(exc) from None
+            raise _restyled(exc, ctx.meta.get(_JSON_META, False)) from None
         except KeyboardInterrupt as exc:
             click.echo(f"\ninterrupted by {getattr(exc, 'signal', 'SIGINT')}", err=True)
             ctx.exit(EXIT_INTERRUPTED)
@@ -290,19 +334,22 @@ def list_cmd(obj: Context, verbose: bool, as_json: bool) -> None:
     if as_json:
         echo_json({"problems": problems, "integrators": integrators})
         return
+    # every line fitted to 100 columns: long names and descriptions wrap, indented
     click.echo(f"Problems ({len(problems)}):")
     for row in problems:
-        click.echo(f"  {row['name']}  [{row['plugin']} / {row['distribution']}]")
-        click.echo(f"      {row['description']}")
+        click.echo(_fill(f"{row['name']}  [{row['plugin']} / {row['distribution']}]", "  ",
+                         "      "))
+        click.echo(_fill(row["description"], "      ", "      "))
         if verbose:
             for key, value in reg.problems[row["name"]].details().items():
                 if key not in ("name",) and value not in ({}, [], "", None):
-                    click.echo(f"      {key}: {value}")
+                    click.echo(_fill(f"{key}: {value}", "      ", "        "))
     click.echo(f"Integrators ({len(integrators)}):")
     for row in integrators:
         params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
-        click.echo(f"  {row['name']}({params})  [{row['plugin']} / {row['distribution']}]")
-        click.echo(f"      {row['description']}")
+        click.echo(_fill(f"{row['name']}({params})  [{row['plugin']} / {row['distribution']}]",
+                         "  ", "      "))
+        click.echo(_fill(row["description"], "      ", "      "))
 
 
 @main.command("plugins")
@@ -316,10 +363,14 @@ def plugins_cmd(obj: Context, as_json: bool) -> None:
                    "errors": [{"plugin": e.plugin.name, "distribution": e.plugin.distribution,
                                "stage": e.stage, "error": e.error} for e in reg.errors]})
         return
-    for p in reg.plugins:
-        click.echo(f"{p.name:<28} {p.distribution} {p.version:<10} {p.status:<11} {p.module}")
+    rows = [[p.name, p.distribution, str(p.version), p.status, p.module] for p in reg.plugins]
+    lines, _ = text_table(["plugin", "distribution", "version", "status", "module"], rows,
+                          shrink=(4, 0, 1))
+    click.echo(lines[0])
+    for p, line in zip(reg.plugins, lines[1:], strict=True):
+        click.echo(line)
         if p.error:
-            click.echo(f"    error: {p.error}")
+            click.echo(_fill(f"error: {p.error}", "    ", "      "))
     for err in reg.errors:
         if err.stage != "import":
             click.echo(f"error: {err}")
@@ -351,9 +402,10 @@ class _Tally:
         self.todo = len(cells)
         done = self.total - self.todo
         if done == self.total:
-            self.say(f"all {self.total} cells were already done")
+            self.say("the only cell was already done" if self.total == 1 else
+                     f"all {self.total} cells were already done")
         elif done:
-            self.say(f"{done} of {self.total} cells already done; running {self.todo}")
+            self.say(f"{_of(done, self.total, 'cell')} already done; running {self.todo}")
 
     def cell_finished(self, cell: Any, result: Any) -> None:
         self.finished += 1
@@ -378,7 +430,7 @@ def _refuse_nothing_to_run(cells: list[Cell], registry: Registry) -> None:
                 applicable.append(name)
         except Exception:
             continue
-    shown = "; ".join(list(reasons)[:3]) + (f"; and {len(reasons) - 3} more reasons"
+    shown = "; ".join(list(reasons)[:3]) + (f"; and {_count(len(reasons) - 3, 'more reason')}"
                                             if len(reasons) > 3 else "")
     where = "" if len(cells) == 1 else f"in all {len(cells)} cells of this campaign, "
     message = (f"nothing to run: {where}the integrator does not apply to the problem "
@@ -523,12 +575,12 @@ def run_cmd(ctx: click.Context, campaign_file, problems, integrators, n_points, 
         store = run_campaign(campaign, obj.registry, run_dir, executor=executor, strict=strict,
                              wait=wait, observers=observers)
     except (CampaignMismatch, FolderBusy) as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(str(exc), getattr(exc, "hint", None)) from None
     except StoreWriteError as exc:
         what = "free some space or choose" if disk_full(exc) else "choose"
-        error(str(exc), f"finished cells are kept in {run_dir}; {what} another --results-dir, "
-              "then run the same command again to resume")
-        sys.exit(EXIT_UNWRITABLE)
+        raise CliError(str(exc), f"finished cells are kept in {run_dir}; {what} another "
+                       "--results-dir, then run the same command again to resume",
+                       exit_code=EXIT_UNWRITABLE) from None
     except KeyboardInterrupt as exc:
         name = getattr(exc, "signal", "SIGINT")
         click.echo(f"\ninterrupted by {name}: finished cells are kept in {run_dir}", err=True)
@@ -554,7 +606,7 @@ def _echo_incomplete(run_dir: Path) -> None:
         info = scan_run(run_dir)
     except (CampaignMismatch, OSError):
         return
-    warn(f"the run folder is incomplete: {info.done} of {info.total} cells finished, "
+    warn(f"the run folder is incomplete: {_of(info.done, info.total, 'cell')} finished, "
          f"{info.missing} missing" + (f", {info.damaged} damaged" if info.damaged else ""))
 
 
@@ -595,27 +647,29 @@ def _report_run(path: Path, campaign: Campaign, tally: _Tally, verbosity: int,
 
 
 def summary_lines(s: RunSummary) -> list[str]:
-    """The end-of-run summary: cells by state, trajectories by outcome (<= 100 columns)."""
-    line = f"cells: {s.finished} of {s.total} finished"
-    if s.run_now is not None and s.already_done is not None:
-        line += f" ({s.run_now} run now, {s.already_done} already done)"
-    extra = []
-    if s.skipped:
-        extra.append(f"{s.skipped} skipped (the integrator does not apply)")
+    """The end-of-run summary: cells by state, trajectories by outcome (<= 100 columns).
+
+    ``8 cells: 7 run, 1 skipped (the integrator does not apply), 0 missing; 8 finished now,
+    0 already done``: run, skipped, missing and damaged cells add up to the total (cells
+    "finished now" or "already done" include the skipped ones)."""
+    ran = f"{s.finished - s.skipped} run"
     if s.with_errors:
-        extra.append(f"{s.with_errors} with failed trajectories")
-    if s.missing:
-        extra.append(f"{s.missing} missing")
+        ran += f" ({s.with_errors} with failed trajectories)"
+    parts = [ran]
+    if s.skipped:
+        parts.append(f"{s.skipped} skipped (the integrator does not apply)")
+    parts.append(f"{s.missing} missing")
     if s.damaged:
-        extra.append(f"{s.damaged} damaged")
-    if extra:
-        line += "; " + ", ".join(extra)
+        parts.append(f"{s.damaged} damaged")
+    line = f"{_count(s.total, 'cell')}: {', '.join(parts)}"
+    if s.run_now is not None and s.already_done is not None:
+        line += f"; {s.run_now} finished now, {s.already_done} already done"
     lines = [_wrap(line)]
     if s.trajectories:
         phrase = outcome_phrase(s.outcomes)
         if s.undetermined:
             phrase += f" ({s.undetermined_share:.1%})"
-        lines.append(_wrap(f"{s.trajectories} trajectories: {phrase}"))
+        lines.append(_wrap(f"{_count(s.trajectories, 'trajectory')}: {phrase}"))
     else:
         lines.append("no trajectories")
     return lines
@@ -627,7 +681,7 @@ def _echo_integrity(s: RunSummary) -> None:
     if s.missing or s.damaged:
         parts = [f"{n} {what}" for n, what in ((s.missing, "missing"), (s.damaged, "damaged"))
                  if n]
-        warn(f"the run folder is incomplete: {' and '.join(parts)} of {s.total} cells",
+        warn(f"the run folder is incomplete: {' and '.join(parts)} of {_count(s.total, 'cell')}",
              f"run the same command again (or 'benchsuite run --resume {run}') to finish it"
              + ("; 'benchsuite verify' names damaged cells" if s.damaged else ""))
     if s.with_errors:
@@ -645,16 +699,18 @@ def verdict_notes(traj: pd.DataFrame, campaign: Campaign) -> list[str]:
     cut = int((traj["stop"] == Stop.WALL_TIME).sum())
     if cut:
         notes.append(
-            f"note: {cut} of {len(traj)} trajectories were stopped by the wall-time safety net "
-            f"({campaign.budget.wall_time:g} s per cell) and are undetermined: that depends on "
-            "the machine, not on the trajectory. Raise --wall-time or lower --t-max/--max-steps "
-            "so that the deterministic budgets end every run.")
+            f"note: {_of(cut, len(traj), 'trajectory', 'was')} "
+            "stopped by the wall-time safety net "
+            f"({campaign.budget.wall_time:g} s per cell) and {'is' if cut == 1 else 'are'} "
+            "undetermined: that depends on the machine, not on the trajectory. Raise "
+            "--wall-time or lower --t-max/--max-steps so that the deterministic budgets end "
+            "every run.")
     undecided = int((traj["outcome"].astype(str) == Outcome.UNDETERMINED).sum())
     if undecided:
         hint = ("" if campaign.budget.extend >= MAX_EXTEND else
                 "; --extend N re-runs them with the budget doubled up to N times")
-        notes.append(f"note: {undecided} of {len(traj)} trajectories are undetermined (no "
-                     f"conclusive evidence within the budget){hint}")
+        notes.append(f"note: {_of(undecided, len(traj), 'trajectory', 'is')} undetermined "
+                     f"(no conclusive evidence within the budget){hint}")
     return notes
 
 
@@ -878,7 +934,7 @@ def runs_cmd(results_dir: str, full: bool, as_json: bool, verbosity: int) -> Non
                             "files not hashed: --verify checks them)")))
     flagged = [r for r in runs if r.status in ("incomplete", "damaged")]
     for r in flagged:
-        warn(f"{r.id} is {r.status}: {r.missing} of {r.total} cells missing"
+        warn(f"{r.id} is {r.status}: {_of(r.missing, r.total, 'cell')} missing"
              + (f", {r.damaged} damaged" if r.damaged else ""))
     if verbosity > 0:
         for r in runs:
@@ -918,18 +974,22 @@ def verify_cmd(run: str, as_json: bool, verbosity: int) -> None:
         if damaged:
             sys.exit(EXIT_TRAJECTORY_ERRORS)
         return
+    def cell(c: CellCheck) -> str:  # cell keys run past 100 columns: the names say it
+        return f"{c.problem} x {c.integrator}" if c.problem else f"record {_clip(c.key, 60)}"
+
     for c in damaged:
-        click.echo(_wrap(f"damaged  {c.key}  ({c.problem} x {c.integrator}): {c.detail}"))
+        click.echo(_fill(f"damaged  {cell(c)}: {c.detail}", rest="         "))
     if verbosity >= 0:
         for c in missing:
-            click.echo(_wrap(f"missing  {c.key}  ({c.problem} x {c.integrator})"))
+            click.echo(_fill(f"missing  {cell(c)}", rest="         "))
     if verbosity > 0:
         for c in checks:
             if c.status == "ok":
-                click.echo(_wrap(f"ok       {c.key}  ({c.problem} x {c.integrator})"))
+                click.echo(_fill(f"ok       {cell(c)}", rest="         "))
     if verbosity >= 0:
-        click.echo(f"{run}: {len(checks)} cells: {len(checks) - len(damaged) - len(missing)} "
-                   f"intact, {len(missing)} not finished, {len(damaged)} damaged")
+        click.echo(f"{run}: {_count(len(checks), 'cell')}: "
+                   f"{len(checks) - len(damaged) - len(missing)} intact, {len(missing)} not "
+                   f"finished, {len(damaged)} damaged")
     if damaged:
         click.echo("hint: a resume of the run moves damaged cells aside and recomputes them",
                    err=True)
@@ -1011,15 +1071,44 @@ def report_cmd(run: str | None, results_dir: str, out: str | None, figures: tupl
                     click.echo(line)
     cells = tables["cells"]
     missing, damaged = (int((cells["status"] == s).sum()) for s in ("missing", "damaged"))
-    if missing or damaged:
+    busy = writer(run) if missing or damaged else None
+    if busy:  # a resume would be refused by the lock: the run is still going
+        warn(f"a run is writing this folder now ({busy}); the report covers the cells finished "
+             f"so far ({_of(len(cells) - missing - damaged, len(cells), 'cell')})",
+             "report again when it has finished")
+    elif missing or damaged:
         parts = [f"{n} {what}" for n, what in ((missing, "missing"), (damaged, "damaged")) if n]
-        warn(f"{run} is incomplete: {' and '.join(parts)} of {len(cells)} cells; the report "
-             "covers the finished cells only",
+        warn(f"{run} is incomplete: {' and '.join(parts)} of {_count(len(cells), 'cell')}; the "
+             "report covers the finished cells only",
              f"'benchsuite run --resume {run}' finishes it"
              + ("; 'benchsuite verify' names damaged cells" if damaged else ""))
     click.echo(str(page) if verbosity < 0 else f"\nreport: {page}")
-    if open_page and click.launch(str(page)) != 0:
+    if open_page and not _open_in_browser(Path(page)):
         warn(f"could not open a browser; open {page} yourself")
+
+
+def _open_in_browser(page: Path) -> bool:
+    """Open ``page`` in a web browser; False when none opened it. The opener's own complaints
+    (xdg-open's, say) are silenced: the caller says it in one warning line."""
+    import os
+    import webbrowser
+
+    try:
+        saved = os.dup(2)
+    except OSError:
+        saved = None
+    try:
+        if saved is not None:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        return bool(webbrowser.open(page.resolve().as_uri()))
+    except Exception:  # webbrowser.Error, or an opener that cannot be started
+        return False
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 @main.command("compare")
@@ -1032,10 +1121,12 @@ def report_cmd(run: str | None, results_dir: str, out: str | None, figures: tupl
               help="Significance level, after correcting for the number of tests.")
 @click.option("--correction", type=click.Choice(["holm", "bh"]), default="holm",
               show_default=True,
-              help="Holm (family-wise error rate) or Benjamini-Hochberg (false discovery rate).")
+              help="Holm (family-wise error rate) or Benjamini-Hochberg (false discovery rate), "
+                   "over the tests that can reach alpha (Tarone).")
 @click.option("--html", "html_out", type=click.Path(dir_okay=False), default=None,
               help="Where to write the comparison as an HTML page (default: "
-                   "NEW/report/compare.html).")
+                   "NEW/report/compare.html; inside a run folder only under its report/; an "
+                   "existing file only if it ends in .html).")
 @_json_option
 def compare_cmd(base: str, new: str, alpha: float, correction: str, html_out: str | None,
                 as_json: bool, verbosity: int) -> None:
@@ -1044,20 +1135,53 @@ def compare_cmd(base: str, new: str, alpha: float, correction: str, html_out: st
     Cells are matched by problem and integrator. Each outcome rate is compared with Fisher's
     exact test, each cost to the target (oracle calls, flow time) with a Mann-Whitney test
     and a bootstrap interval of the ratio of medians; p-values are corrected for the number
-    of tests. Cells on one side only are listed. Typical use: a run on the main branch, a run
-    of the same campaign on a change, then 'benchsuite compare MAIN_RUN CHANGE_RUN' in CI.
+    of tests that can reach alpha at these sample sizes (Tarone, then Holm). Cells on one side
+    only are listed. Typical use: a run on the main branch, a run of the same campaign on a
+    change, then 'benchsuite compare MAIN_RUN CHANGE_RUN' in CI. Exit 2 when the runs share no
+    cell.
     """
     from benchsuite.compare import compare_runs, text_rows
     from benchsuite.page import html_page
 
+    if not math.isfinite(alpha):  # nan passes click's range check (every comparison is False)
+        raise CliError(f"invalid value for '--alpha': {alpha} is not a number in (0, 1)",
+                       "e.g. --alpha 0.05")
+    page = Path(html_out) if html_out else Path(new) / "report" / "compare.html"
+    # never write over a run's files: inside a run folder, only under its report/ folder
+    target = page.resolve()  # links followed: the file that would be written
+    for folder in target.parents:
+        if (folder / "manifest.json").is_file() and folder / "report" not in target.parents:
+            raise CliError(f"refusing to write the comparison page inside the run folder "
+                           f"{folder}: {page} is not under {folder / 'report'}",
+                           f"pass --html {folder / 'report' / 'compare.html'}, or a file "
+                           "outside the run folders")
+    if target.exists() and not target.name.lower().endswith((".html", ".htm")):
+        raise CliError(f"refusing to overwrite {page}: not an HTML file",
+                       "pass --html FILE with a name ending in .html")
     try:
         comparison = compare_runs(base, new, alpha=alpha, correction=correction)
     except (ValueError, CampaignMismatch) as exc:
         raise CliError(str(exc), "'benchsuite runs' lists the run folders") from None
-    page = Path(html_out) if html_out else Path(new) / "report" / "compare.html"
+    names = comparison.names
+    if comparison.cells.empty:
+        def cells(table: pd.DataFrame) -> str:
+            listed = [f"{r.problem} x {r.integrator}" for r in table.head(3).itertuples()]
+            more = f" and {len(table) - 3} more" if len(table) > 3 else ""
+            return f"{len(table)} cells" + (f" ({', '.join(listed)}{more})" if listed else "")
+
+        raise CliError(f"nothing to compare: {names[0]} and {names[1]} share no intact cell "
+                       f"({names[0]}: {cells(comparison.only_base)}; {names[1]}: "
+                       f"{cells(comparison.only_new)})",
+                       "compare two runs of the same campaign; 'benchsuite runs' lists them")
+    if len(comparison.only_base):
+        warn(f"{len(comparison.only_base)} cells of {names[0]} are not compared (missing, "
+             f"damaged or skipped in {names[1]}): listed under ONLY IN {names[0]}")
+    if comparison.min_trajectories is not None:
+        warn(comparison.notes()[-1], "run more trajectories per cell (-n N, or n_points in "
+             "the campaign file)")
     try:
         page.parent.mkdir(parents=True, exist_ok=True)
-        page.write_text(html_page(f"benchsuite compare: {Path(base).name} -> {Path(new).name}",
+        page.write_text(html_page(f"benchsuite compare: {names[0]} -> {names[1]}",
                                   comparison.to_html()))
     except OSError as exc:
         error(f"cannot write the comparison page: {exc.strerror or exc} ({page})",

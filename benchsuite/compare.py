@@ -7,24 +7,43 @@ gets Newcombe's hybrid score interval (method 10 of Newcombe 1998, built from th
 intervals; no continuity correction). The cost to f - f_star <= TARGET (oracle calls and flow
 time, over the trajectories that reached it) is compared by the ratio of medians new/base, with
 a percentile bootstrap interval (999 resamples, seeded per cell: deterministic), and tested
-with Mann-Whitney U. Every finite p-value of the comparison (all cells, all metrics, the
-informative ones included, so that "significant" means the same on every row) forms one family,
-adjusted by Holm (family-wise error <= alpha) or Benjamini-Hochberg (false discovery rate).
-Skipped cells are not compared; cells comparable on one side only are listed with why.
-When both runs started from the same points (same seed: ``traj`` and ``x0`` equal row by row),
-each cell also counts the trajectories whose label changed (informative, not tested).
+with Mann-Whitney U. Skipped cells are not compared; cells comparable on one side only are
+listed with why. When both runs started from the same points (same seed: ``traj`` and ``x0``
+equal row by row), each cell also counts the trajectories whose label changed (informative,
+not tested).
+
+Multiple testing: Tarone's procedure (Tarone 1990, "A modified Bonferroni method for discrete
+data"). Every finite p-value of the comparison (all cells, all metrics, the informative ones
+included, so that "significant" means the same on every row) forms one family. Discrete tests
+at small n cannot reach small p-values: each test gets ``p_min``, the smallest p-value the same
+test can give for data with the same margins (Fisher: the row and column totals, the smallest
+two-sided p of the two extreme tables; Mann-Whitney: the pooled costs, whose ranks and ties
+are then fixed, the p of the two sorted assignments). K is the smallest integer with
+M(K) = #{tests with p_min <= alpha/K} <= K; those M(K) tests are *testable*, the others
+(``testable`` False) can never be significant and get ``p_adjusted`` 1. Holm (the default) is
+applied to the testable tests with m = K: the j-th smallest p is multiplied by K - j + 1
+(family-wise error <= alpha, conservative, valid under any dependence). ``--correction bh``
+applies Benjamini-Hochberg to the testable tests only, also with m = K (false discovery rate).
+K, so the adjusted p-values, depend on alpha: compare them with that alpha only. When no test
+is testable and the sample sizes are the reason (even a change of every trajectory of one cell,
+which moves two rates at the smallest p these sizes allow, would stay above alpha/2), a note
+says how many trajectories per cell are needed.
 
 Verdicts of a significant test (adjusted p <= alpha):
 
 * ``regression``: the global rate fell; or the rate of converged_spurious, escape_spurious,
   step_limited, diverged, failed or undetermined rose; or the median cost rose.
 * ``improvement``: the opposite direction.
-* ``shift``: converged_global or escape_global alone moved (both reach the global infimum; any
-  loss of the pair shows in the global rate), or a cost distribution changed with an equal
-  median. Shown, never counted as a regression.
+* ``other change``: converged_global or escape_global changed (both reach the global infimum:
+  the global rate, their sum, decides whether it is a regression; a fall of converged_global
+  to undetermined trajectories shows there as a fall of the global rate), or a cost
+  distribution changed with an equal median. Shown, never counted as a regression.
 
 Costs are over the trajectories that reached the target, so a cell whose rate of reaching it
-changes compares different subsets: read a cost change together with the rates.
+changes compares different subsets: read a cost change together with the rates. When the
+budgets differ between the runs (a setting), cost changes are conditional on reaching the
+target within different budgets and not comparable: the cost tests are then left out of the
+family (raw p-values shown, ``p_adjusted`` missing, never a verdict) and a note says so.
 """
 
 from __future__ import annotations
@@ -33,6 +52,7 @@ import functools
 import html
 import json
 import math
+import os
 import textwrap
 import warnings
 import zlib
@@ -46,7 +66,7 @@ from scipy import stats
 
 from benchsuite.columns import points
 from benchsuite.results import RunStore, load_results
-from benchsuite.stats import adjust, newcombe
+from benchsuite.stats import newcombe
 from benchsuite.vocabulary import OUTCOMES
 
 #: Same as ``benchsuite.report.TARGET``, not imported: the report pulls in matplotlib/seaborn.
@@ -60,6 +80,12 @@ COSTS = (f"evals_to_{TARGET:g}", f"t_to_{TARGET:g}")
 #: Campaign settings that change results (from the manifests' fingerprints).
 SETTINGS = ("n_points", "seed", "budget", "recording", "certificates")
 N_RESAMPLES = 999
+#: The verdicts, in display order, with their section titles.
+VERDICTS = {"regression": "REGRESSIONS", "improvement": "IMPROVEMENTS",
+            "other change": "OTHER CHANGES (not gated: the global rate or the median decides)"}
+#: The verdicts, in display order, with their section titles.
+VERDICTS = {"regression": "REGRESSIONS", "improvement": "IMPROVEMENTS",
+            "other change": "OTHER CHANGES (not gated: the global rate or the median decides)"}
 CELL = ["problem", "integrator"]
 
 
@@ -71,10 +97,13 @@ class Comparison:
     ----------
     rates : DataFrame
         One row per matched cell and rate metric: counts, rates, ``diff`` (new - base) with its
-        95% Newcombe interval ``ci_low``/``ci_high``, ``p_value``, ``p_adjusted``, ``change``.
+        95% Newcombe interval ``ci_low``/``ci_high``, ``p_value``, ``p_min`` (the smallest
+        p-value attainable with the same margins), ``testable`` (Tarone), ``p_adjusted``,
+        ``change``.
     costs : DataFrame
         One row per matched cell and cost column: trajectories that reached the target, medians,
-        ``ratio`` new/base with a 95% bootstrap interval, Mann-Whitney p-values, ``change``.
+        ``ratio`` new/base with a 95% bootstrap interval, Mann-Whitney p-values, ``p_min``,
+        ``testable``, ``change`` (``p_adjusted`` missing when the budgets differ).
     only_base, only_new : DataFrame
         Cells comparable on one side only (``problem``, ``integrator``, ``n``, ``why``).
     settings : list of str
@@ -88,6 +117,13 @@ class Comparison:
         A one-line description of the code of each side (``base``, ``new``).
     names : tuple of str
         Display names of the two runs.
+    tarone_k : int
+        Tarone's K (0 when the family is empty).
+    costs_tested : bool
+        False when the budgets differ: cost tests are then out of the family.
+    min_trajectories : int or None
+        Set when no regression can be detected at these sample sizes: the trajectories per
+        cell needed at least (see the module docstring).
     """
 
     rates: pd.DataFrame
@@ -100,14 +136,17 @@ class Comparison:
     cells: pd.DataFrame = field(default_factory=pd.DataFrame)
     versions: dict[str, str] = field(default_factory=dict)
     names: tuple[str, str] = ("BASE", "NEW")
+    tarone_k: int = 0
+    costs_tested: bool = True
+    min_trajectories: int | None = None
 
     def tests(self) -> pd.DataFrame:
-        """Every test of the family, rates then costs, with a ``kind`` ("rate" or "cost")."""
+        """Every test of the comparison, rates then costs, with a ``kind`` ("rate" or "cost")."""
         parts = [t.assign(kind=k) for k, t in (("rate", self.rates), ("cost", self.costs))
                  if len(t)]
         if not parts:
-            return pd.DataFrame(columns=["kind", *CELL, "metric", "p_value", "p_adjusted",
-                                         "change"])
+            return pd.DataFrame(columns=["kind", *CELL, "metric", "p_value", "p_min", "testable",
+                                         "p_adjusted", "change"])
         every = pd.concat(parts, ignore_index=True)
         return every[["kind", *every.columns.drop("kind")]]
 
@@ -125,46 +164,70 @@ class Comparison:
         """Significant changes for the better after correction."""
         return self._verdict("improvement")
 
+    @property
+    def other_changes(self) -> pd.DataFrame:
+        """Significant changes that are neither (see the module docstring): never gated."""
+        return self._verdict("other change")
+
+    def notes(self) -> list[str]:
+        """What limits the comparison, one sentence each (shown before the verdicts)."""
+        notes = []
+        if not self.costs_tested:
+            notes.append("budgets differ: costs are over the trajectories that reached the "
+                         "target, so cost changes are conditional on reaching it within "
+                         "different budgets and not comparable; cost tests are shown but not "
+                         "tested (never a regression or an improvement)")
+        if self.min_trajectories is not None:
+            n = int(pd.concat([self.cells["base_n"], self.cells["new_n"]]).max())
+            notes.append(f"no regression can be detected at this sample size: at least "
+                         f"{self.min_trajectories} trajectories per cell are needed (these "
+                         f"runs have at most {n}; no test can reach alpha {self.alpha:g})")
+        return notes
+
     def summary(self) -> dict[str, int]:
-        """Counts: matched cells, tests in the family, verdicts, one-sided and paired cells."""
+        """Counts: matched cells, tests in the family and testable ones (Tarone's K), verdicts,
+        one-sided and paired cells."""
         every = self.tests()
         verdicts = every["change"].value_counts()
         paired = self.cells["changed"].dropna() if "changed" in self.cells else pd.Series()
-        return {"matched_cells": len(self.cells), "tests": int(every["p_value"].notna().sum()),
-                **{f"{v}s": int(verdicts.get(v, 0)) for v in ("regression", "improvement",
-                                                              "shift")},
+        return {"matched_cells": len(self.cells), "tests": int(every["p_adjusted"].notna().sum()),
+                "testable": int(every["testable"].fillna(False).astype(bool).sum()),
+                "tarone_k": self.tarone_k,
+                **{f"{v.replace(' ', '_')}s": int(verdicts.get(v, 0)) for v in VERDICTS},
                 "only_base": len(self.only_base), "only_new": len(self.only_new),
                 "paired_cells": len(paired), "labels_changed": int(paired.sum())}
 
     def _header(self) -> list[str]:
         base, new = self.names
         method = {"holm": "Holm", "bh": "Benjamini-Hochberg"}[self.correction]
-        lines = [f"{base} -> {new}: {method} correction over all tests, alpha {self.alpha:g}"]
+        lines = [f"{base} -> {new}: {method} correction over the tests that can reach alpha "
+                 f"(Tarone), alpha {self.alpha:g}"]
         same = len(set(self.versions.values())) == 1
         lines += [f"code of both: {self.versions['base']}"] if same else [
             f"code of {name}: {v}" for name, v in zip(self.names, self.versions.values(),
                                                       strict=False)]
         s = self.summary()
-        lines.append(f"matched cells {s['matched_cells']}, tests {s['tests']}: regressions "
-                     f"{s['regressions']}, improvements {s['improvements']}, shifts "
-                     f"{s['shifts']}; cells only in {base} {s['only_base']}, only in {new} "
-                     f"{s['only_new']}")
+        lines.append(f"matched cells {s['matched_cells']}, tests {s['tests']} (can reach alpha "
+                     f"{s['testable']}, Tarone K {s['tarone_k']}): regressions "
+                     f"{s['regressions']}, improvements {s['improvements']}, other changes "
+                     f"{s['other_changes']}; cells only in {base} {s['only_base']}, only in "
+                     f"{new} {s['only_new']}")
         if s["paired_cells"]:
             lines.append(f"same initial points in {s['paired_cells']} cells: "
                          f"{s['labels_changed']} trajectories changed label")
         return lines
 
     def to_text(self, verbose: bool = False) -> str:
-        """A plain-text report (about 100 columns): settings that differ, verdicts first,
-        counts, one-sided cells; ``verbose`` adds every test, cell by cell."""
+        """A plain-text report (about 100 columns): settings that differ, notes, verdicts
+        first, counts, one-sided cells; ``verbose`` adds every test, cell by cell."""
         lines = []
         if self.settings:
             lines += ["SETTINGS DIFFER (they may explain rate changes):",
                       *(f"  {s}" for s in self.settings)]
+        lines += [f"note: {n}" for n in self.notes()]
         lines = [textwrap.fill(line, 100, subsequent_indent="    ")
                  for line in lines + self._header()]
-        for title, change in (("REGRESSIONS", "regression"), ("IMPROVEMENTS", "improvement"),
-                              ("SHIFTS (not regressions)", "shift")):
+        for change, title in VERDICTS.items():
             rows = self._verdict(change)
             if len(rows):
                 lines += ["", f"{title}:", *text_rows(rows)]
@@ -173,7 +236,8 @@ class Comparison:
             lines += [textwrap.fill(f"  {r.problem} x {r.integrator}: {r.why}", 100,
                                     subsequent_indent="    ") for r in table.itertuples()]
         if verbose:
-            lines += ["", "ALL TESTS:", *text_rows(self.tests())]
+            lines += ["", "ALL TESTS (untestable: cannot reach alpha with its margins):",
+                      *text_rows(self.tests())]
         return "\n".join(lines) + "\n"
 
     def to_html(self) -> str:
@@ -185,16 +249,19 @@ class Comparison:
             out.append('<p class="warn">Campaign settings differ (they may explain rate '
                        "changes):</p><ul>" + "".join(f"<li>{esc(s)}</li>" for s in self.settings)
                        + "</ul>")
+        out += [f'<p class="warn">Note: {esc(n)}</p>' for n in self.notes()]
         out += [f"<p>{esc(line)}</p>" for line in self._header()]
-        for title, frame in (("Regressions", self.regressions),
-                             ("Improvements", self.improvements),
-                             ("Shifts (not regressions)", self._verdict("shift")),
+        titles = {"regression": "Regressions", "improvement": "Improvements",
+                  "other change": "Other changes (not gated: the global rate or the median "
+                                  "decides)"}
+        for title, frame in [*((titles[v], self._verdict(v)) for v in VERDICTS),
                              (f"Only in {self.names[0]}", self.only_base),
-                             (f"Only in {self.names[1]}", self.only_new)):
+                             (f"Only in {self.names[1]}", self.only_new)]:
             body = _html_table(frame) if len(frame) else "<p>none</p>"
             out.append(f"<h3>{esc(title)}</h3>{body}")
-        out.append("<details><summary>Every test</summary>" + _html_table(self.rates)
-                   + _html_table(self.costs) + "</details></section>")
+        out.append("<details><summary>Every test (testable: can reach alpha with its margins, "
+                   "Tarone)</summary>" + _html_table(self.rates) + _html_table(self.costs)
+                   + "</details></section>")
         return "\n".join(out)
 
     def to_json(self) -> dict[str, Any]:
@@ -204,18 +271,96 @@ class Comparison:
             return json.loads(frame.to_json(orient="records", double_precision=15))
 
         tables = {"regressions": self.regressions, "improvements": self.improvements,
-                  "rates": self.rates, "costs": self.costs, "cells": self.cells,
-                  "only_base": self.only_base, "only_new": self.only_new}
+                  "other_changes": self.other_changes, "rates": self.rates,
+                  "costs": self.costs, "cells": self.cells, "only_base": self.only_base,
+                  "only_new": self.only_new}
         return {"base": self.names[0], "new": self.names[1], "alpha": self.alpha,
                 "correction": self.correction, "target": TARGET, "settings": self.settings,
-                "versions": self.versions, "summary": self.summary(),
-                **{k: records(v) for k, v in tables.items()}}
+                "notes": self.notes(), "costs_tested": self.costs_tested,
+                "min_trajectories": self.min_trajectories, "versions": self.versions,
+                "summary": self.summary(), **{k: records(v) for k, v in tables.items()}}
 
 
 @functools.lru_cache(maxsize=65536)
 def _fisher(k1: int, n1: int, k2: int, n2: int) -> float:
     # cached: most tests of a campaign are the same few tables (0/n against 0/n)
     return float(stats.fisher_exact([[k1, n1 - k1], [k2, n2 - k2]]).pvalue)
+
+
+@functools.lru_cache(maxsize=65536)
+def _fisher_min(n1: int, n2: int, k: int) -> float:
+    """The smallest two-sided Fisher p-value over the 2x2 tables with rows of ``n1`` and
+    ``n2`` and ``k`` successes in all: the hypergeometric law is unimodal, so the least likely
+    table, hence the smallest p, is one of the two extreme ones."""
+    low, high = max(0, k - n2), min(n1, k)
+    return min(_fisher(low, n1, k - low, n2), _fisher(high, n1, k - high, n2))
+
+
+def _mwu_min(xb: np.ndarray, xn: np.ndarray) -> float:
+    """The smallest Mann-Whitney p-value over the splits of the pooled costs into samples of
+    these sizes: with the pooled values fixed, ranks and ties (so the method and the variance)
+    are fixed too, and the p-value falls as U moves away from its mean, farthest for the two
+    sorted splits."""
+    pooled = np.sort(np.concatenate([xb, xn]))
+    nb, nn = len(xb), len(xn)
+    return min(_mwu(pooled[:nb], pooled[nb:]), _mwu(pooled[nn:], pooled[:nn]))
+
+
+def min_trajectories(alpha: float) -> int:
+    """The fewest trajectories per cell (on both sides) at which a change of every trajectory
+    of one cell can be significant: its global rate and one outcome rate (at least two tests)
+    reach p = 2 / C(2n, n), which must be at most alpha / 2 (Tarone's K = 2)."""
+    n = 1
+    while 2 / math.comb(2 * n, n) > alpha / 2:
+        n += 1
+    return n
+
+
+def tarone(p: Any, p_min: Any, alpha: float, correction: str = "holm"
+           ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Tarone's procedure for discrete tests, followed by Holm or Benjamini-Hochberg.
+
+    Parameters
+    ----------
+    p, p_min : array_like
+        The p-values and the smallest p-value each test can attain given its margins; NaN
+        entries of ``p`` are no test.
+    alpha : float
+        Significance level (K and the testable set depend on it).
+    correction : {"holm", "bh"}
+        Holm step-down (family-wise error) or Benjamini-Hochberg (false discovery rate),
+        over the testable tests with m = K.
+
+    Returns
+    -------
+    adjusted : ndarray
+        Adjusted p-values: NaN where ``p`` is NaN, 1 where the test is not testable.
+    testable : ndarray of bool
+        The M(K) tests with ``p_min <= alpha / K``.
+    k : int
+        The smallest K >= 1 with M(K) = #{p_min <= alpha / K} <= K (0 for no test).
+    """
+    p, p_min = np.asarray(p, dtype=float), np.asarray(p_min, dtype=float)
+    tested = np.isfinite(p)
+    adjusted = np.where(tested, 1.0, np.nan)
+    testable = np.zeros(len(p), dtype=bool)
+    m = int(tested.sum())
+    if not m:
+        return adjusted, testable, 0
+    floor = np.sort(np.where(np.isfinite(p_min), p_min, 0.0)[tested])  # unknown: testable
+    ks = np.arange(1, m + 1)
+    counts = np.searchsorted(floor, alpha / ks, side="right")
+    k = int(ks[np.argmax(counts <= ks)])  # M(m) <= m: always found
+    testable = tested & ~(np.where(np.isfinite(p_min), p_min, 0.0) > alpha / k)
+    idx = np.flatnonzero(testable)
+    order = idx[np.argsort(p[idx], kind="stable")]
+    ranks = np.arange(1, len(order) + 1)
+    if correction == "holm":  # step j multiplies by K - j + 1
+        steps = np.maximum.accumulate(np.minimum(1.0, (k - ranks + 1) * p[order]))
+    else:  # Benjamini-Hochberg with m = K
+        steps = np.minimum.accumulate(np.minimum(1.0, k * p[order] / ranks)[::-1])[::-1]
+    adjusted[order] = steps
+    return adjusted, testable, k
 
 
 def compare_tables(base: dict[str, pd.DataFrame], new: dict[str, pd.DataFrame], *,
@@ -232,18 +377,22 @@ def compare_tables(base: dict[str, pd.DataFrame], new: dict[str, pd.DataFrame], 
     alpha : float
         Significance level of the adjusted p-values.
     correction : {"holm", "bh"}
-        Holm (family-wise error) or Benjamini-Hochberg (false discovery rate).
+        Holm (family-wise error) or Benjamini-Hochberg (false discovery rate), both over the
+        tests that can reach alpha (Tarone; see the module docstring).
     base_manifest, new_manifest : dict, optional
-        The runs' manifests, to list differing campaign settings and versions.
+        The runs' manifests, to list differing campaign settings and versions (without both,
+        the budgets count as equal).
     seed : int
         Seed of the bootstrap intervals (each cell's stream also depends on its name, so a
         cell's interval does not depend on which other cells are compared).
     names : tuple of str
-        Display names of the two runs.
+        Display names of the two runs ("BASE" and "NEW" when they are equal).
     """
-    if not 0 < alpha < 1 or correction not in ("holm", "bh"):
+    if not (0 < alpha < 1 and math.isfinite(alpha)) or correction not in ("holm", "bh"):
         raise ValueError(f"alpha must be in (0, 1) and correction 'holm' or 'bh', got "
                          f"{alpha!r}, {correction!r}")
+    if names[0] == names[1]:
+        names = ("BASE", "NEW")
     sides = [_trajectories(t) for t in (base, new)]
     counts = [_counts(t) for t in sides]
     states = [_states(t, c) for t, c in zip((base, new), counts, strict=True)]
@@ -253,21 +402,33 @@ def compare_tables(base: dict[str, pd.DataFrame], new: dict[str, pd.DataFrame], 
     rates = _rate_tests(counts[0].reindex(matched), counts[1].reindex(matched))
     costs = pd.DataFrame([row for cell in matched for row in
                           _cost_tests(cell, groups[0][cell], groups[1][cell], seed)])
-    family = np.concatenate([rates["p_value"].to_numpy(float) if len(rates) else [],
-                             costs["p_value"].to_numpy(float) if len(costs) else []])
-    adjusted = adjust(family, correction)
-    for table, p_adj in ((rates, adjusted[:len(rates)]), (costs, adjusted[len(rates):])):
+    costs_tested = not _budgets_differ(base_manifest, new_manifest)
+    p_costs = (costs["p_value"].to_numpy(float) if costs_tested
+               else np.full(len(costs), np.nan)) if len(costs) else np.empty(0)
+    family = np.concatenate([rates["p_value"].to_numpy(float) if len(rates) else [], p_costs])
+    floors = np.concatenate([rates["p_min"].to_numpy(float) if len(rates) else [],
+                             costs["p_min"].to_numpy(float) if len(costs) else []])
+    adjusted, testable, k = tarone(family, floors, alpha, correction)
+    for table, part in ((rates, slice(0, len(rates))), (costs, slice(len(rates), None))):
         if len(table):
-            table["p_adjusted"] = p_adj
+            table["testable"] = testable[part]
+            table["p_adjusted"] = adjusted[part]
             table["change"] = _changes(table, alpha)
     cells = pd.DataFrame([{"problem": c[0], "integrator": c[1], "base_n": len(groups[0][c]),
                            "new_n": len(groups[1][c]),
                            "changed": _changed(groups[0][c], groups[1][c])} for c in matched],
                          columns=[*CELL, "base_n", "new_n", "changed"])
     cells["changed"] = cells["changed"].astype("Int64")
+    # the sample sizes alone forbid any verdict: even a change of every trajectory of the
+    # most favourable cell (two rate tests at its smallest attainable p) stays above alpha/2
+    blind = len(cells) and not testable.any() and min(
+        min(_fisher(nb, nb, 0, nn), _fisher(0, nb, nn, nn))
+        for nb, nn in zip(cells["base_n"], cells["new_n"], strict=True)) > alpha / 2
     return Comparison(rates, costs, only[0], only[1],
                       _settings(base_manifest, new_manifest, names), alpha, correction, cells,
-                      {"base": _version(base_manifest), "new": _version(new_manifest)}, names)
+                      {"base": _version(base_manifest), "new": _version(new_manifest)}, names,
+                      tarone_k=k, costs_tested=costs_tested,
+                      min_trajectories=min_trajectories(alpha) if blind else None)
 
 
 def compare_runs(base: str | Path, new: str | Path, *, alpha: float = 0.05,
@@ -277,7 +438,8 @@ def compare_runs(base: str | Path, new: str | Path, *, alpha: float = 0.05,
     Parameters
     ----------
     base, new : path
-        Run folders (``results/<run-id>``); their folder names label them in the reports.
+        Run folders (``results/<run-id>``); their folder names label them in the reports
+        ("BASE" and "NEW" when the names are equal).
     alpha, correction, seed
         As in :func:`compare_tables`.
 
@@ -289,7 +451,12 @@ def compare_runs(base: str | Path, new: str | Path, *, alpha: float = 0.05,
     return compare_tables(load_results(base), load_results(new), alpha=alpha,
                           correction=correction, base_manifest=RunStore(base).manifest(),
                           new_manifest=RunStore(new).manifest(), seed=seed,
-                          names=(Path(base).name, Path(new).name))
+                          names=(_name(base), _name(new)))
+
+
+def _name(path: str | Path) -> str:
+    """A run's display name: its folder's name ("." and ".." resolved, links kept)."""
+    return Path(os.path.abspath(path)).name or str(path)
 
 
 def _trajectories(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -351,7 +518,8 @@ def _rate_tests(cb: pd.DataFrame, cn: pd.DataFrame) -> pd.DataFrame:
         "base_k": kb, "base_n": nb, "new_k": kn, "new_n": nn,
         "base_rate": kb / np.maximum(nb, 1), "new_rate": kn / np.maximum(nn, 1),
         "diff": kn / np.maximum(nn, 1) - kb / np.maximum(nb, 1), "ci_low": low, "ci_high": high,
-        "p_value": [_fisher(*t) for t in zip(kb, nb, kn, nn, strict=True)]})
+        "p_value": [_fisher(*t) for t in zip(kb, nb, kn, nn, strict=True)],
+        "p_min": [_fisher_min(b, n, k) for b, n, k in zip(nb, nn, kb + kn, strict=True)]})
 
 
 def _cost_tests(cell: tuple, b: pd.DataFrame, n: pd.DataFrame, seed: int) -> list[dict]:
@@ -365,13 +533,14 @@ def _cost_tests(cell: tuple, b: pd.DataFrame, n: pd.DataFrame, seed: int) -> lis
         xb, xn = xb[np.isfinite(xb)], xn[np.isfinite(xn)]
         row = {"problem": cell[0], "integrator": cell[1], "metric": col, "base_reached": len(xb),
                "new_reached": len(xn), "base_median": np.nan, "new_median": np.nan, "ratio": np.nan,
-               "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan}
+               "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan, "p_min": np.nan}
         if len(xb) and len(xn):
             mb, mn = float(np.median(xb)), float(np.median(xn))
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = 1.0 if mb == mn else float(np.float64(mn) / mb)  # 0/0: same cost
             rng = np.random.default_rng([seed, zlib.crc32(f"{cell}{col}".encode())])
             row.update(base_median=mb, new_median=mn, ratio=ratio, p_value=_mwu(xb, xn),
+                       p_min=_mwu_min(xb, xn),
                        **dict(zip(("ci_low", "ci_high"), _bootstrap(xb, xn, rng), strict=True)))
         rows.append(row)
     return rows
@@ -403,7 +572,7 @@ def _mwu(xb: np.ndarray, xn: np.ndarray) -> float:
 
 
 def _changes(table: pd.DataFrame, alpha: float) -> np.ndarray:
-    """regression / improvement / shift / "" per test (see the module docstring)."""
+    """regression / improvement / other change / "" per test (see the module docstring)."""
     significant = (table["p_adjusted"] <= alpha).to_numpy()
     if "diff" in table:
         up, metric = table["diff"].to_numpy() > 0, table["metric"]
@@ -412,7 +581,7 @@ def _changes(table: pd.DataFrame, alpha: float) -> np.ndarray:
     else:
         worse = (table["new_median"] > table["base_median"]).to_numpy()
         directed = (table["new_median"] != table["base_median"]).to_numpy()
-    verdict = np.where(~directed, "shift", np.where(worse, "regression", "improvement"))
+    verdict = np.where(~directed, "other change", np.where(worse, "regression", "improvement"))
     return np.where(significant, verdict, "").astype(object)
 
 
@@ -446,6 +615,13 @@ def _settings(base: dict | None, new: dict | None, names: tuple[str, str]) -> li
     return lines
 
 
+def _budgets_differ(base: dict | None, new: dict | None) -> bool:
+    """Whether the runs' budgets differ (unknown without both manifests: counted as equal)."""
+    if base is None or new is None:
+        return False
+    return base.get("fingerprint", {}).get("budget") != new.get("fingerprint", {}).get("budget")
+
+
 def _version(manifest: dict | None) -> str:
     """Versions, source digests and git commit of a run, in one line."""
     if manifest is None:
@@ -465,7 +641,8 @@ def _fmt(value: Any, spec: str = ".3g") -> str:
 
 
 def text_rows(rows: pd.DataFrame) -> list[str]:
-    """Tests grouped under their cell: rate rows as k/n and points, cost rows as medians."""
+    """Tests grouped under their cell: rate rows as k/n and points, cost rows as medians; a
+    test that cannot reach alpha with its margins (Tarone) says "untestable"."""
     lines = []
     for (problem, integrator), group in rows.groupby(CELL, sort=False):
         lines.append(f"  {problem} x {integrator}"[:100])
@@ -477,8 +654,11 @@ def text_rows(rows: pd.DataFrame) -> list[str]:
             else:
                 what = (f"med {_fmt(r.base_median)} -> {_fmt(r.new_median)}".ljust(23)
                         + f"x{_fmt(r.ratio)} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]".ljust(27))
+            flag = str(r.change).upper() or (
+                "untestable" if getattr(r, "testable", True) is False
+                and math.isfinite(r.p_adjusted) else "")
             lines.append(f"    {r.metric:<19}{what}p_adj {_fmt(r.p_adjusted, '.2g'):<8} "
-                         f"{str(r.change).upper()}".rstrip())
+                         f"{flag}".rstrip())
     return lines
 
 

@@ -129,8 +129,8 @@ class ProgressLog:
 
     A line at most every ``interval`` seconds, written when a cell finishes (no thread: the
     workers are forked, and a thread writing at that moment could leave them a held lock), and
-    one when the campaign ends, unless the last line said it already or the whole campaign
-    took less than ``interval``::
+    always one when the campaign ends (a campaign shorter than ``interval`` prints just that
+    one), unless the last line said it already or there was no cell to run::
 
         benchsuite: 12/228 cells (5%), 1m02s elapsed, ETA 3m10s; outcomes: 37 converged_global,
         49 undetermined
@@ -166,11 +166,10 @@ class ProgressLog:
             self._write(now)
 
     def campaign_finished(self, run_dir: Any) -> None:
-        # a run shorter than the interval said nothing, and needs no closing line either
-        now = self._clock()
-        spoke = self._said_done >= 0 or now - self._start >= self.interval
-        if self._total and spoke and self._said_done != self._done:
-            self._write(now)
+        # the closing line, even after a run shorter than the interval (the log then says
+        # how long it took and how the trajectories ended)
+        if self._total and self._said_done != self._done:
+            self._write(self._clock())
 
     def line(self, now: float) -> str:
         """The progress line at monotonic time ``now``."""
@@ -186,7 +185,7 @@ class ProgressLog:
                                     if k != "skipped cells"})
             text += "; outcomes: " + (shown or "none yet")
             if skipped:
-                text += f"; {skipped} skipped cells"
+                text += f"; {skipped} skipped cell{'s' if skipped != 1 else ''}"
         return text
 
     def _write(self, now: float) -> None:

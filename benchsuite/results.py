@@ -264,6 +264,16 @@ class RunStore:
                 except (TypeError, ValueError, AttributeError):  # a hand-edited fingerprint
                     lines = []
                 lines = lines or ["the fingerprints differ"]
+                changed = ({k for k in set(old) | set(print_) if old.get(k) != print_.get(k)}
+                           if isinstance(old, dict) else {"?"})
+                if changed and changed <= {"versions", "code"}:  # the same campaign, new code
+                    exc = CampaignMismatch(
+                        f"{self.path} was made by other code (versions/source differ: "
+                        + "; ".join(lines) + "); a run folder holds one campaign and one "
+                        "version of the code, so nothing was run")
+                    exc.hint = ("start a new run: the same command without --resume (a new "
+                                "run id follows the fingerprint), or --run-id NAME")
+                    raise exc
                 raise CampaignMismatch(
                     f"{self.path} holds another campaign:\n  " + "\n  ".join(lines)
                     + "\nnothing was run. To run this campaign, choose a new --run-id (or "

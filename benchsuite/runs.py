@@ -171,6 +171,12 @@ def _record_problem(path: Path, key: str, fingerprint_sha: str) -> str | None:
     return None
 
 
+def writer(path: str | os.PathLike[str]) -> str | None:
+    """Who is writing the run folder now (a live process holding its lock, as ``process
+    PID since ...``), or None: a report of it covers the cells finished so far."""
+    return _holder(Path(path))
+
+
 def _holder(path: Path) -> str | None:
     """Who is writing the folder, when a live process on this machine holds its lock."""
     try:

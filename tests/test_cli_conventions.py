@@ -15,9 +15,12 @@ from click.testing import CliRunner
 
 import benchsuite.campaign
 from benchsuite import jsonio
-from benchsuite.cli import WIDTH, _format_warning, main
+from benchsuite.campaign import Campaign
+from benchsuite.cli import WIDTH, _format_warning, main, summary_lines, verdict_notes
+from benchsuite.fingerprint import digest
 from benchsuite.observer import ProgressLog
-from benchsuite.results import DamagedCellWarning
+from benchsuite.results import CellCheck, DamagedCellWarning, RunStore
+from benchsuite.runs import RunSummary
 
 #: 2 problems x 2 integrators, 3 points each: a second or two.
 TINY = ["-p", "mc2x2_example1", "-p", "xy_minus_one", "-i", "euler", "-i", "rk45", "-n", "3",
@@ -73,7 +76,7 @@ def lines_without_paths(text: str, path: Path) -> list[str]:
 def test_run_prints_a_short_summary_at_most_100_columns_wide(results):
     root, first = results
     out = first.stdout
-    assert "cells: 4 of 4 finished (4 run now, 0 already done)" in out
+    assert "4 cells: 4 run, 0 missing; 4 finished now, 0 already done" in out
     assert "12 trajectories: " in out and "undetermined (" in out  # the share in %
     assert f"results: {root / 'first'}" in out and "report:  benchsuite report" in out
     assert "med_f_gap" not in out and "rtol=" not in out  # no per-cell table by default
@@ -85,7 +88,7 @@ def test_a_finished_campaign_run_again_says_so_and_verbose_adds_a_compact_table(
     out = invoke("run", "--resume", copy_of_first, "--no-progress", "-v")
     assert out.exit_code == 0, out.output
     assert "all 4 cells were already done" in out.stderr
-    assert "cells: 4 of 4 finished (0 run now, 4 already done)" in out.stdout
+    assert "4 cells: 4 run, 0 missing; 0 finished now, 4 already done" in out.stdout
     table = out.stdout.splitlines()
     assert table[0].split() == ["problem", "integrator", "trajectories", "med_f_gap"]
     rows = [line.split()[:2] for line in table[1:5]]
@@ -99,7 +102,7 @@ def test_a_partial_resume_says_how_many_cells_were_done(copy_of_first):
     out = invoke("run", "--resume", copy_of_first, "--no-progress")
     assert out.exit_code == 0, out.output
     assert "3 of 4 cells already done; running 1" in out.stderr
-    assert "(1 run now, 3 already done)" in out.stdout
+    assert "; 1 finished now, 3 already done" in out.stdout
 
 
 def test_quiet_prints_only_the_path_and_json_only_json(copy_of_first):
@@ -124,6 +127,34 @@ def test_progress_lines_in_logs(tmp_path, monkeypatch):
     assert "benchsuite: 2/2 cells (100%), " in out.stderr and "outcomes: " in out.stderr
     again = invoke("run", *SMALL, "--results-dir", tmp_path / "other", "--no-progress")
     assert "cells (" not in again.stderr
+
+
+def test_a_run_shorter_than_the_interval_still_logs_its_end():
+    lines = []
+
+    class Stream:
+        def write(self, text):
+            lines.append(text)
+
+        def flush(self):
+            pass
+
+    class Result:
+        skipped = "the integrator does not apply"
+        trajectories = pd.DataFrame()
+
+    now = [0.0]
+    log = ProgressLog(interval=30, stream=Stream(), clock=lambda: now[0])
+    log.campaign_started(None, [1])
+    now[0] = 2
+    log.cell_finished(None, Result())
+    log.campaign_finished(None)
+    assert "".join(lines).splitlines() == [
+        "benchsuite: 1/1 cells (100%), 2s elapsed; outcomes: none yet; 1 skipped cell"]
+    lines.clear()
+    log.campaign_started(None, [])  # nothing to run: nothing to say
+    log.campaign_finished(None)
+    assert lines == []
 
 
 def test_progress_log_waits_for_its_interval():
@@ -195,7 +226,7 @@ def test_verify_and_list_and_plugins_print_strict_json(results):
 
 
 def test_report_without_run_picks_the_most_recent_one(results, monkeypatch, tmp_path):
-    import click
+    import webbrowser
 
     import benchsuite.report
 
@@ -209,20 +240,115 @@ def test_report_without_run_picks_the_most_recent_one(results, monkeypatch, tmp_
         return page
 
     monkeypatch.setattr(benchsuite.report, "write_report", fake_write_report)
-    monkeypatch.setattr(click, "launch", lambda url, **kw: opened.append(url) or 0)
+    monkeypatch.setattr(webbrowser, "open", lambda url, **kw: opened.append(url) or True)
     out = invoke("report", "--results-dir", root, "--figures", "png,svg", "--open")
     assert out.exit_code == 0, out.output
-    assert calls == [(root / "second", ("png", "svg"))] and opened == [str(tmp_path / "index.html")]
+    page = tmp_path / "index.html"
+    assert calls == [(root / "second", ("png", "svg"))] and opened == [page.as_uri()]
     assert f"most recent run in {root}: second" in out.stderr
     assert "warning: " in out.stderr and "is incomplete" in out.stderr  # 1 of 2 cells missing
+    assert "could not open" not in out.stderr
     assert "global" in out.stdout and max(map(len, lines_without_paths(out.output, root))) <= WIDTH
     bad = invoke("report", "--results-dir", root, "--figures", "pgn")
     assert bad.exit_code == 2 and "did you mean 'png'?" in bad.stderr
     empty = invoke("report", "--results-dir", tmp_path)
     assert empty.exit_code == 2 and f"error: no run folder in {tmp_path}" in empty.stderr
+    monkeypatch.setattr(webbrowser, "open", lambda url, **kw: False)  # no browser (headless)
+    headless = invoke("report", root / "first", "--open")
+    assert headless.exit_code == 0 and headless.stderr.splitlines() == [
+        f"warning: could not open a browser; open {page} yourself"]
+
+
+def test_report_of_a_folder_being_written_says_so_not_resume(results, monkeypatch, tmp_path):
+    import benchsuite.report
+
+    shutil.copytree(results[0] / "second", tmp_path / "second")
+    page = tmp_path / "index.html"
+    page.write_text("<html></html>")
+    monkeypatch.setattr(benchsuite.report, "write_report", lambda *a, **kw: page)
+    with RunStore(tmp_path / "second").lock():  # as a running campaign holds it
+        out = invoke("report", tmp_path / "second")
+    assert out.exit_code == 0, out.output
+    assert "warning: a run is writing this folder now (process " in out.stderr
+    assert "the report covers the cells finished so far (1 of 2 cells)" in out.stderr
+    assert "--resume" not in out.stderr
+    out = invoke("report", tmp_path / "second")  # lock released: the run was interrupted
+    assert "is incomplete" in out.stderr and "--resume" in out.stderr
+
+
+def test_list_and_verify_fit_100_columns_and_plugins_has_a_header(results, monkeypatch):
+    for args in (["list"], ["list", "-v"]):
+        out = invoke(*args)
+        assert out.exit_code == 0 and max(map(len, out.output.splitlines())) <= WIDTH, args
+    root, _ = results
+    out = invoke("verify", root / "first", "-v")
+    assert out.exit_code == 0 and "ok       mc2x2_example1 x euler" in out.stdout
+    assert max(map(len, lines_without_paths(out.output, root))) <= WIDTH
+    long = "deep_linear_net[dims=20-30-30-30-10]"
+    proximal = "proximal(tau=0.1, tol=1e-09, max_inner=100, memory=8, min_tau=1e-08)"
+    key = f"{long}__{proximal}-0123456789abcdef".replace(" ", "_")
+    checks = [CellCheck(key, "ok", "", long, proximal),
+              CellCheck(key, "missing", "", long, proximal),
+              CellCheck(key, "damaged", "its record lists no files " * 5, long, proximal),
+              CellCheck(key + "x" * 40, "damaged", "a cell record that is not part of this "
+                        "run's campaign")]
+    monkeypatch.setattr("benchsuite.cli.verify_run", lambda run: checks)
+    out = invoke("verify", root / "first", "-v")
+    assert out.exit_code == 1 and key not in out.output
+    assert f"ok       {long} x proximal(" in out.stdout
+    assert max(map(len, lines_without_paths(out.output, root))) <= WIDTH
+    plugins = invoke("plugins").stdout.splitlines()
+    assert plugins[0].split() == ["plugin", "distribution", "version", "status", "module"]
+    at = plugins[0].index("status")
+    assert all(line[at:].startswith("loaded") for line in plugins[1:] if line[:1] != " ")
+
+
+def test_messages_agree_in_number():
+    traj = pd.DataFrame({"stop": ["wall_time"] + ["target"] * 63,
+                         "outcome": ["undetermined"] + ["converged_global"] * 63})
+    said = " ".join(" ".join(verdict_notes(traj, Campaign())).split())
+    assert "1 of 64 trajectories was stopped by the wall-time safety net" in said
+    assert "and is undetermined" in said and "1 of 64 trajectories is undetermined" in said
+    two = pd.DataFrame({"stop": ["target"] * 2, "outcome": ["undetermined"] * 2})
+    assert "2 of 2 trajectories are undetermined" in verdict_notes(two, Campaign())[0]
+    summary = RunSummary(path=Path("r"), campaign_sha256="", total=8, finished=8, missing=0,
+                         damaged=0, skipped=1, with_errors=0, trajectories=1,
+                         outcomes={"converged_global": 1}, wall_time_cut=0, skip_reasons={},
+                         run_now=8, already_done=0)
+    assert summary_lines(summary) == [
+        "8 cells: 7 run, 1 skipped (the integrator does not apply), 0 missing; 8 finished now, "
+        "0 already done", "1 trajectory: 1 converged_global"]
 
 
 # -- refusals and the style of errors -----------------------------------------------------------
+
+@pytest.mark.parametrize("args", [
+    ["run", "--json", "-p", "mc2x2_exampel1"],
+    ["run", "--json", "-n", "abc"],
+    ["runs", "--json", "--results-dir", __file__],
+    ["verify", "--json", "/no/such/folder"],
+    ["verify", "--json", Path(__file__).parent],
+])
+def test_a_refusal_with_json_is_json_on_stdout_too(args):
+    out = invoke(*args)
+    assert out.exit_code == 2
+    data = strict(out.stdout)
+    assert data["exit_status"] == 2 and data["error"] and "hint" in data
+    assert out.stderr.startswith(f"error: {data['error']}")
+
+
+def test_a_folder_made_by_other_code_is_not_resumed_and_says_why(copy_of_first):
+    path = copy_of_first / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["fingerprint"]["versions"]["benchsuite"] = "0.0.1"  # as if written by an old one
+    path.write_text(json.dumps({**manifest, "fingerprint_sha256": digest(manifest["fingerprint"])}))
+    out = invoke("run", "--resume", copy_of_first, "--no-progress")
+    assert out.exit_code == 2
+    assert f"error: {copy_of_first} was made by other code (versions/source differ: " \
+           "versions.benchsuite: folder has '0.0.1'" in out.stderr
+    assert "a run folder holds one campaign and one version of the code" in out.stderr
+    assert "no other options" not in out.stderr
+    assert "hint: start a new run: the same command without --resume" in out.stderr
 
 @pytest.mark.parametrize("how", ["option", "environment"])
 def test_unknown_plugin_names_are_refused_with_a_suggestion(how):

@@ -1,18 +1,32 @@
-"""Comparing two runs: rate and cost tests, multiple-testing correction, one-sided cells,
-settings, and the text/HTML/JSON renderings. Synthetic tables, plus one tiny real run."""
+"""Comparing two runs: rate and cost tests, multiple-testing correction (Tarone, then Holm or
+BH), one-sided cells, settings, and the text/HTML/JSON renderings; the command's refusals.
+Synthetic tables, plus one tiny real run."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
+from benchsuite import compare as compare_module
 from benchsuite.campaign import Campaign, run_campaign
-from benchsuite.compare import compare_runs, compare_tables
+from benchsuite.compare import (
+    _fisher,
+    _fisher_min,
+    _mwu,
+    _mwu_min,
+    compare_runs,
+    compare_tables,
+    min_trajectories,
+    tarone,
+)
 from benchsuite.execution import SerialExecutor
 from benchsuite.harness import Budget
 from benchsuite.plugins import load_registry
@@ -70,6 +84,8 @@ def test_a_run_against_itself_changes_nothing(run):
     assert c.cells["changed"].tolist() == [0, 0]  # same seeds: paired view, no label changed
     assert c.only_base.empty and c.only_new.empty
     assert "regressions 0," in c.to_text() and "code of both" in c.to_text()
+    # the same folder on both sides: not "only in run 0, only in run 0"
+    assert c.names == ("BASE", "NEW") and "only in BASE 0, only in NEW 0" in c.to_text()
     json.dumps(c.to_json(), allow_nan=False)
     # deterministic: the bootstrap is seeded
     pd.testing.assert_frame_equal(compare_runs(run, run).costs, c.costs)
@@ -103,7 +119,8 @@ def test_global_rate_collapse_is_a_regression_and_its_reverse_an_improvement():
     worse = compare_tables(good, bad)
     assert row(worse, "global")["change"] == "regression"
     assert row(worse, "converged_spurious")["change"] == "regression"
-    assert row(worse, "converged_global")["change"] == "shift"  # informative, not a verdict
+    # informative, not a verdict: the global rate decides
+    assert row(worse, "converged_global")["change"] == "other change"
     assert set(worse.regressions["metric"]) == {"global", "converged_spurious"}
     g = row(worse, "global")
     assert (g["base_k"], g["base_n"], g["new_k"], g["new_n"]) == (45, 50, 5, 50)
@@ -113,6 +130,7 @@ def test_global_rate_collapse_is_a_regression_and_its_reverse_an_improvement():
     assert better.regressions.empty
     assert set(better.improvements["metric"]) == {"global", "converged_spurious"}
     assert "REGRESSIONS" in worse.to_text() and "REGRESSIONS" not in better.to_text()
+    assert "OTHER CHANGES (not gated" in worse.to_text()
 
 
 def test_small_difference_is_not_significant():
@@ -275,3 +293,187 @@ def test_cli_gates_on_a_real_regression_and_writes_the_page(run, tmp_path):
     as_json = runner.invoke(main, ["compare", str(run), str(starved), "--json"])
     data = json.loads(as_json.stdout, parse_constant=lambda c: pytest.fail(f"bare {c}"))
     assert as_json.exit_code == 1 and data["regressions"]
+
+
+# -- Tarone: tests that cannot reach alpha at small n do not count -----------------------------
+
+def test_minimum_attainable_p_values_by_enumeration():
+    """p_min is the smallest p over every table with the same margins (Fisher) and over every
+    split of the pooled costs (Mann-Whitney, ties included)."""
+    for n1, n2, k in ((8, 8, 8), (8, 8, 1), (8, 8, 0), (8, 8, 16), (5, 9, 7), (3, 12, 14)):
+        tables_ = [_fisher(k1, n1, k - k1, n2) for k1 in range(max(0, k - n2), min(n1, k) + 1)]
+        assert _fisher_min(n1, n2, k) == pytest.approx(min(tables_), rel=1e-12)
+    assert _fisher_min(8, 8, 8) == pytest.approx(2 / math.comb(16, 8))
+    assert _fisher_min(8, 8, 0) == 1.0 and _fisher_min(8, 8, 16) == 1.0  # 0/8 -> 0/8: p = 1
+    for pooled, nb in (([1.0, 2, 3, 4, 5, 6, 7], 3), ([1.0, 1, 2, 2, 2, 3, 5, 5], 4),
+                       (list(np.arange(12.0)), 6), ([4.0] * 6, 3)):  # exact; ties: asymptotic
+        pooled = np.array(pooled)
+        splits = [(pooled[list(i)], np.delete(pooled, list(i)))
+                  for i in itertools.combinations(range(len(pooled)), nb)]
+        best = min(_mwu(xb, xn) for xb, xn in splits)
+        for xb, xn in splits[::7]:  # any split of the same pooled values: the same p_min
+            assert _mwu_min(xb, xn) == pytest.approx(best, rel=1e-12)
+    assert _mwu_min(np.arange(4.0), np.arange(4.0) + 10) == pytest.approx(2 / math.comb(8, 4))
+
+
+def test_tarone_by_hand():
+    p = np.array([0.001, 0.004, 0.02, 0.3, 1.0, 1.0, np.nan])
+    p_min = np.array([0.001, 0.001, 0.02, 0.3, 1.0, 0.5, 0.001])
+    # K = 1: 4 tests with p_min <= 0.05 > 1; K = 2: 3 <= 0.025 > 2; K = 3: 2 <= 0.0167 <= 3
+    adjusted, testable, k = tarone(p, p_min, 0.05)
+    assert k == 3 and testable.tolist() == [True, True] + [False] * 5
+    np.testing.assert_allclose(adjusted, [0.003, 0.008, 1, 1, 1, 1, np.nan])  # 3p, 2p
+    adjusted, _, _ = tarone(p, p_min, 0.05, "bh")
+    np.testing.assert_allclose(adjusted, [0.003, 0.006, 1, 1, 1, 1, np.nan])  # 3p/1, 3p/2
+    # every p_min small: plain Holm over the finite p-values
+    finite = p[:6]
+    np.testing.assert_allclose(tarone(finite, np.zeros(6), 0.05)[0], holm(finite))
+    assert tarone(np.array([]), np.array([]), 0.05)[2] == 0
+    assert [min_trajectories(a) for a in (0.05, 0.01)] == [5, 6]
+
+
+def test_small_cells_that_all_change_are_regressions():
+    """The smoke campaign's CI case: n = 8 per cell, 41 cells, 369 rate tests. Starving the
+    budget turns every trajectory of some cells undetermined. The smallest attainable p for 8
+    against 8 is 1.55e-4, times 369 > 0.05: Holm over every test could never reject; Tarone
+    drops the tests that cannot reach alpha (0/8 -> 0/8 and the like) and does."""
+    cells = {(f"p{i}", "euler"): i for i in range(41)}
+    base = tables({c: global_cell(8, 8) if i % 2 else {"diverged": 8} for c, i in cells.items()})
+    new = tables({c: ({"undetermined": 8} if i < 10 else
+                      global_cell(8, 8) if i % 2 else {"diverged": 8}) for c, i in cells.items()})
+    c = compare_tables(base, new)
+    assert len(c.rates) == 41 * 9 and c.rates["p_value"].min() == pytest.approx(1.55e-4, rel=0.01)
+    assert c.rates["p_value"].min() * len(c.rates) > 0.05  # plain Holm: nothing, ever
+    assert set(c.regressions["problem"]) == {f"p{i}" for i in range(10)}
+    assert set(c.regressions["metric"]) == {"global", "undetermined"}
+    untouched = c.rates[c.rates["problem"] == "p20"]
+    assert not untouched["testable"].any() and (untouched["p_adjusted"] == 1).all()
+    assert c.summary()["testable"] == (c.rates["testable"]).sum() <= c.tarone_k
+    assert "untestable" in c.to_text(verbose=True) and c.min_trajectories is None
+    # a cell 7/8 -> 0/8 of converged_global whose trajectories became undetermined: the global
+    # rate is the regression; converged_global alone is an "other change", never a "shift"
+    drop = compare_tables(tables({("p", "euler"): {"converged_global": 7, "diverged": 1}}),
+                          tables({("p", "euler"): {"undetermined": 8}}))
+    assert row(drop, "global")["change"] == "regression"
+    assert row(drop, "converged_global")["change"] == "other change"
+    assert "shift" not in drop.to_text(verbose=True).lower() + drop.to_html().lower()
+    assert drop.to_json()["summary"]["other_changes"] == 1
+
+
+def test_null_small_cells_give_no_false_regression():
+    rng = np.random.default_rng(7)
+    share = [0.4, 0.1, 0.2, 0.1, 0.05, 0.05, 0.05, 0.05]
+    sides = [tables({(f"p{i}", "euler"): dict(zip(OUTCOMES, counts, strict=True))
+                     for i, counts in enumerate(rng.multinomial(8, share, size=100))})
+             for _ in range(2)]
+    for correction in ("holm", "bh"):
+        c = compare_tables(*sides, correction=correction)
+        assert (c.rates["change"] == "").all() and 0 < c.tarone_k < len(c.rates)
+
+
+def test_too_few_trajectories_is_said():
+    """At 3 against 3 no test can reach alpha: say so (text, JSON), with the size needed."""
+    few = compare_tables(tables({("p", "euler"): global_cell(3, 3)}),
+                         tables({("p", "euler"): {"diverged": 3}}))
+    assert few.regressions.empty and few.min_trajectories == 5
+    note = "no regression can be detected at this sample size: at least 5 trajectories per cell"
+    assert note in few.to_text().replace("\n    ", " ") and note in few.to_json()["notes"][0]
+    assert few.to_json()["min_trajectories"] == 5 and note in few.to_html()
+    # enough trajectories, nothing changed: nothing testable, but no such note
+    same = compare_tables(tables({("p", "euler"): global_cell(8, 8)}),
+                          tables({("p", "euler"): global_cell(8, 8)}))
+    assert not same.rates["testable"].any() and same.min_trajectories is None
+
+
+def test_costs_are_not_gated_when_budgets_differ():
+    """A starved budget keeps only the fast trajectories: their median cost falls. With
+    different budgets, cost tests are shown but left out of the family (no verdict)."""
+    rng = np.random.default_rng(1)
+    cell = ("p", "euler")
+    slow = rng.uniform(100, 200, 40)
+    base = tables({cell: global_cell(40, 40)}, {cell: slow})
+    new = tables({cell: global_cell(40, 40)}, {cell: np.where(slow < 120, slow, np.nan)})
+    manifest = {"fingerprint": {"budget": {"t_max": 20.0}}}
+    starved = {"fingerprint": {"budget": {"t_max": 0.5}}}
+    assert set(compare_tables(base, new).improvements["kind"]) == {"cost"}  # same budgets
+    c = compare_tables(base, new, base_manifest=manifest, new_manifest=starved)
+    assert not c.costs_tested and c.improvements.empty and c.regressions.empty
+    assert c.costs["p_value"].notna().all() and c.costs["p_adjusted"].isna().all()
+    assert c.summary()["tests"] == len(c.rates)
+    text = c.to_text().replace("\n    ", " ")
+    assert "budgets differ" in text and "conditional on reaching it" in text
+    assert "not comparable" in c.to_html() and c.to_json()["costs_tested"] is False
+
+
+# -- the command: refusals and warnings -----------------------------------------------------
+
+def invoke(*args):
+    from click.testing import CliRunner
+
+    from benchsuite.cli import main
+
+    return CliRunner().invoke(main, ["compare", *map(str, args)])
+
+
+@pytest.fixture
+def synthetic(monkeypatch, tmp_path):
+    """Two run folders whose comparison is given by tables (``set(base, new)``)."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+
+    def use(base, new):
+        monkeypatch.setattr(compare_module, "compare_runs",
+                            lambda x, y, **kw: compare_tables(base, new, names=("a", "b"), **kw))
+    return a, b, use
+
+
+def test_cli_refuses_to_overwrite_a_run_or_a_file_that_is_not_html(run, tmp_path):
+    manifest = run / "manifest.json"
+    before = manifest.read_bytes()
+    for target in (manifest, run / "page.html", run / "report" / ".." / "x.html"):
+        out = invoke(run, run, "--html", target)
+        assert out.exit_code == 2 and "error: refusing to write" in out.stderr, out.output
+        assert "hint: pass --html" in out.stderr
+    assert manifest.read_bytes() == before
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    out = invoke(run, run, "--html", notes)
+    assert out.exit_code == 2 and "error: refusing to overwrite" in out.stderr
+    assert notes.read_text() == "mine"
+    fine = invoke(run, run, "--html", run / "report" / "again.html")
+    assert fine.exit_code == 0 and (run / "report" / "again.html").exists()
+
+
+def test_cli_rejects_a_non_finite_alpha(run):
+    for value in ("nan", "inf"):
+        out = invoke(run, run, "--alpha", value)
+        assert out.exit_code == 2 and "error: invalid value for '--alpha'" in out.stderr
+        assert "lists the run folders" not in out.stderr
+
+
+def test_cli_nothing_to_compare_and_missing_cells(synthetic):
+    a, b, use = synthetic
+    use(tables({("p", "euler"): global_cell(5, 5)}), tables({("q", "rk45"): global_cell(5, 5)}))
+    out = invoke(a, b)
+    assert out.exit_code == 2 and "error: nothing to compare: a and b share no" in out.stderr
+    assert "a: 1 cells (p x euler); b: 1 cells (q x rk45)" in out.stderr
+    assert not (b / "report").exists()
+    use(tables({("p", "euler"): global_cell(5, 5), ("q", "euler"): global_cell(5, 5)}),
+        tables({("p", "euler"): global_cell(5, 5)}))
+    out = invoke(a, b)
+    assert out.exit_code == 0 and "warning: 1 cells of a are not compared" in out.stderr
+    assert "ONLY IN a:" in out.stdout
+
+
+def test_cli_warns_when_nothing_can_be_detected(synthetic):
+    a, b, use = synthetic
+    use(tables({("p", "euler"): global_cell(3, 3)}), tables({("p", "euler"): {"diverged": 3}}))
+    out = invoke(a, b, "--json")
+    assert out.exit_code == 0 and json.loads(out.stdout)["min_trajectories"] == 5
+    assert "warning: no regression can be detected at this sample size" in out.stderr
+
+
+def test_readme_names_the_verdicts_as_the_code_does():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Regression tracking")[1].split("\n## ")[0]
+    assert "other change" in section and "shift" not in section and "Tarone" in section
