@@ -3,6 +3,7 @@ refusals with suggestions, and one style for errors."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import warnings
@@ -130,56 +131,43 @@ def test_progress_lines_in_logs(tmp_path, monkeypatch):
 
 
 def test_a_run_shorter_than_the_interval_still_logs_its_end():
-    lines = []
-
-    class Stream:
-        def write(self, text):
-            lines.append(text)
-
-        def flush(self):
-            pass
+    stream = io.StringIO()
 
     class Result:
         skipped = "the integrator does not apply"
         trajectories = pd.DataFrame()
 
     now = [0.0]
-    log = ProgressLog(interval=30, stream=Stream(), clock=lambda: now[0])
+    log = ProgressLog(interval=30, stream=stream, clock=lambda: now[0])
     log.campaign_started(None, [1])
     now[0] = 2
     log.cell_finished(None, Result())
     log.campaign_finished(None)
-    assert "".join(lines).splitlines() == [
+    assert stream.getvalue().splitlines() == [
         "benchsuite: 1/1 cells (100%), 2s elapsed; outcomes: none yet; 1 skipped cell"]
-    lines.clear()
+    stream.seek(0)
+    stream.truncate()
     log.campaign_started(None, [])  # nothing to run: nothing to say
     log.campaign_finished(None)
-    assert lines == []
+    assert stream.getvalue() == ""
 
 
 def test_progress_log_waits_for_its_interval():
     now = [0.0]
-    lines = []
-
-    class Stream:
-        def write(self, text):
-            lines.append(text)
-
-        def flush(self):
-            pass
+    stream = io.StringIO()
 
     class Result:
         skipped = None
         trajectories = pd.DataFrame({"outcome": ["undetermined"] * 2})
 
-    log = ProgressLog(interval=30, stream=Stream(), clock=lambda: now[0])
+    log = ProgressLog(interval=30, stream=stream, clock=lambda: now[0])
     log.campaign_started(None, [1, 2, 3, 4])
     for t in (10, 40, 50):
         now[0] = t
         log.cell_finished(None, Result())
     now[0] = 75
     log.campaign_finished(None)
-    assert "".join(lines).splitlines() == [
+    assert stream.getvalue().splitlines() == [
         "benchsuite: 2/4 cells (50%), 40s elapsed, ETA 40s; outcomes: 4 undetermined",
         "benchsuite: 3/4 cells (75%), 1m15s elapsed, ETA 25s; outcomes: 6 undetermined"]
 
