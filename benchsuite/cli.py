@@ -1174,7 +1174,9 @@ def compare_cmd(base: str, new: str, alpha: float, correction: str, html_out: st
                        f"{cells(comparison.only_new)})",
                        "compare two runs of the same campaign; 'benchsuite runs' lists them")
     if len(comparison.only_base):
-        warn(f"{len(comparison.only_base)} cells of {names[0]} are not compared (missing, "
+        count = len(comparison.only_base)
+        warn(f"{count} {'cell' if count == 1 else 'cells'} of {names[0]} "
+             f"{'is' if count == 1 else 'are'} not compared (missing, "
              f"damaged or skipped in {names[1]}): listed under ONLY IN {names[0]}")
     if comparison.min_trajectories is not None:
         warn(comparison.notes()[-1], "run more trajectories per cell (-n N, or n_points in "

@@ -83,9 +83,6 @@ N_RESAMPLES = 999
 #: The verdicts, in display order, with their section titles.
 VERDICTS = {"regression": "REGRESSIONS", "improvement": "IMPROVEMENTS",
             "other change": "OTHER CHANGES (not gated: the global rate or the median decides)"}
-#: The verdicts, in display order, with their section titles.
-VERDICTS = {"regression": "REGRESSIONS", "improvement": "IMPROVEMENTS",
-            "other change": "OTHER CHANGES (not gated: the global rate or the median decides)"}
 CELL = ["problem", "integrator"]
 
 
@@ -213,8 +210,10 @@ class Comparison:
                      f"{s['other_changes']}; cells only in {base} {s['only_base']}, only in "
                      f"{new} {s['only_new']}")
         if s["paired_cells"]:
-            lines.append(f"same initial points in {s['paired_cells']} cells: "
-                         f"{s['labels_changed']} trajectories changed label")
+            cells = "cell" if s["paired_cells"] == 1 else "cells"
+            trajectories = "trajectory" if s["labels_changed"] == 1 else "trajectories"
+            lines.append(f"same initial points in {s['paired_cells']} {cells}: "
+                         f"{s['labels_changed']} {trajectories} changed label")
         return lines
 
     def to_text(self, verbose: bool = False) -> str:
@@ -616,10 +615,18 @@ def _settings(base: dict | None, new: dict | None, names: tuple[str, str]) -> li
 
 
 def _budgets_differ(base: dict | None, new: dict | None) -> bool:
-    """Whether the runs' budgets differ (unknown without both manifests: counted as equal)."""
+    """Whether the runs' deterministic budgets differ (unknown without both manifests: counted
+    as equal). The wall-time safety net is left out: results do not depend on it unless it is
+    reached, and then the rows say so."""
     if base is None or new is None:
         return False
-    return base.get("fingerprint", {}).get("budget") != new.get("fingerprint", {}).get("budget")
+
+    def budget(manifest: dict) -> dict:
+        found = dict(manifest.get("fingerprint", {}).get("budget") or {})
+        found.pop("wall_time", None)
+        return found
+
+    return budget(base) != budget(new)
 
 
 def _version(manifest: dict | None) -> str:

@@ -19,8 +19,12 @@ the problem directly and are not counted as oracle calls.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -342,34 +346,78 @@ def run_cell(
         traj = _replace_rows(traj, more, ["traj"])
         checkpoints = _replace_rows(checkpoints, more_cp, ["traj", "step"], redo)
     info = {"warnings": found} if found else {}
+    # the picture must never cost the trajectories: it gets what is left of the safety net
+    grid, why = landscape(problem, x0, checkpoints,
+                          seconds=budget.wall_time - (time.perf_counter() - start))
+    if why:
+        info["landscape"] = why
     return CellResult(traj, checkpoints, wall_time=time.perf_counter() - start, info=info,
-                      landscape=landscape(problem, x0, checkpoints))
+                      landscape=grid)
 
 
-def landscape(problem: Problem, x0: np.ndarray, checkpoints: pd.DataFrame) -> pd.DataFrame:
-    """f on a grid around the points of a 2-D cell (empty for other dimensions, or when f
-    fails on the grid: the picture is lost, not the cell)."""
+class _OutOfTime(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Interrupt the block after ``seconds`` (SIGALRM, main thread only; elsewhere, or when
+    the process already uses SIGALRM, no limit: the cell's hard limit still applies)."""
+    usable = (math.isfinite(seconds) and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread()
+              and signal.getsignal(signal.SIGALRM) == signal.SIG_DFL)
+    if not usable:
+        yield
+        return
+
+    def alarm(signum: int, frame: Any) -> None:
+        raise _OutOfTime
+
+    signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+
+def landscape(problem: Problem, x0: np.ndarray, checkpoints: pd.DataFrame,
+              seconds: float = math.inf) -> tuple[pd.DataFrame, str]:
+    """f on a grid around the points of a 2-D cell, and why it is empty where it is.
+
+    Empty for other dimensions, and when f fails on the grid in any way (raises, exits,
+    returns the wrong thing, or takes longer than ``seconds``, what the cell has left of its
+    wall-time safety net): the picture is lost, never the cell's trajectories.
+    """
     if problem.n != 2:
-        return pd.DataFrame()
+        return pd.DataFrame(), ""
     seen = [x0]
     if {"x0", "x1"} <= set(checkpoints):
         seen.append(checkpoints[["x0", "x1"]].to_numpy(dtype=np.float64))
     points = np.concatenate(seen)
     points = points[np.isfinite(points).all(axis=1)]
     if not len(points):
-        return pd.DataFrame()
+        return pd.DataFrame(), "no finite point to frame the landscape"
+    if seconds <= 0:
+        return pd.DataFrame(), "not recorded: the cell used up its wall-time safety net"
     lo = np.clip(points.min(axis=0) - 0.5, -LANDSCAPE_BOX, LANDSCAPE_BOX)
     hi = np.clip(points.max(axis=0) + 0.5, -LANDSCAPE_BOX, LANDSCAPE_BOX)
     g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], LANDSCAPE_GRID),
                          np.linspace(lo[1], hi[1], LANDSCAPE_GRID))
     grid = np.stack([g0.ravel(), g1.ravel()], axis=1)
     try:
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), _time_limit(seconds):
             values = np.asarray(to_numpy(checked(problem.f(grid), (grid.shape[0],),
                                                  problem.name, "f")), dtype=np.float64)
-    except Exception:  # a plugin's f may fail off its domain: the report says so
-        return pd.DataFrame()
-    return pd.DataFrame({"g0": grid[:, 0], "g1": grid[:, 1], "f": values})
+    except KeyboardInterrupt:  # the user's interrupt, not the plugin's failure
+        raise
+    except _OutOfTime:
+        return pd.DataFrame(), ("not recorded: f on the grid outlasted what was left of the "
+                                "wall-time safety net")
+    except BaseException as exc:  # a plugin's f may fail (even exit) off its domain
+        return pd.DataFrame(), f"not recorded: f failed on the grid ({type(exc).__name__})"
+    return pd.DataFrame({"g0": grid[:, 0], "g1": grid[:, 1], "f": values}), ""
 
 
 def _replace_rows(table: pd.DataFrame, new: pd.DataFrame, order: list[str],

@@ -342,16 +342,16 @@ def band_statistics(checkpoints: pd.DataFrame, f_star: Mapping[str, float]
     grid = pd.concat(grids, ignore_index=True).sort_values("t", kind="stable")
     held = pd.merge_asof(grid, cp.sort_values("t", kind="stable"), on="t", by=keys,
                          direction="backward")
-    gap = held["f_gap"].to_numpy(float)
     finite = {p: math.isfinite(v) for p, v in f_star.items()}
-    no_gap = ~held["problem"].map(finite).fillna(False).to_numpy(bool)
-    held["f_gap"] = np.where(no_gap, np.nan, gap)  # f* = -inf: the gap is infinite
-    for col in ("norm", "f_gap"):
-        values = held[col].to_numpy(float)
-        data = held.assign(**{col: np.where(np.isnan(values), np.nan,
-                                            np.maximum(values, FLOOR))})
+    has_gap = held["problem"].map(finite).fillna(False).to_numpy(bool)  # f* = -inf: no gap
+    for col, rows in (("norm", held), ("f_gap", held[has_gap])):
+        # a blown-up value (inf, or NaN once it overflowed) is drawn at the top of the plot:
+        # it must count in the median, not vanish from it (inf - inf would make it NaN)
+        values = np.nan_to_num(rows[col].to_numpy(float), nan=PLOT_RANGE[1],
+                               posinf=PLOT_RANGE[1], neginf=FLOOR)
+        data = rows.assign(**{col: np.clip(values, FLOOR, PLOT_RANGE[1])})
         stats[col] = data.groupby(["problem", "integrator", "t"], observed=True)[col].quantile(
-            [BAND[0], 0.5, BAND[1]]).unstack().dropna(how="all").clip(*PLOT_RANGE)
+            [BAND[0], 0.5, BAND[1]]).unstack()
     return stats
 
 
@@ -402,8 +402,8 @@ def trajectory_bands(stats: Mapping[str, pd.DataFrame], problems: Sequence[str],
 
 
 def landscape_figure(trajectories: pd.DataFrame, checkpoints: pd.DataFrame,
-                     landscapes: pd.DataFrame, problem: str, integrators: Sequence[str]
-                     ) -> plt.Figure:
+                     landscapes: pd.DataFrame, problem: str, integrators: Sequence[str],
+                     notes: Mapping[tuple[str, str], str] | None = None) -> plt.Figure:
     """A 2-D problem's landscape as recorded by the run (filled contours of f), with the
     trajectories and initial points of each integrator coloured by outcome."""
     ncols = min(len(integrators), 3)
@@ -430,7 +430,9 @@ def landscape_figure(trajectories: pd.DataFrame, checkpoints: pd.DataFrame,
                     mappable = ax.contourf(g0, g1, values, levels=levels, cmap="Greys_r",
                                            alpha=0.55)
         else:
-            ax.text(0.5, 0.02, "landscape not recorded", ha="center", fontsize=7,
+            why = (notes or {}).get((problem, integrator)) or (
+                "no landscape: the cell failed, or the run predates landscapes")
+            ax.text(0.5, 0.02, why, ha="center", fontsize=6, wrap=True,
                     transform=ax.transAxes)
         cp = checkpoints[(checkpoints["problem"] == problem)
                          & (checkpoints["integrator"] == integrator)]
@@ -509,12 +511,15 @@ def _names(items: Sequence[str], most: int = 8) -> str:
     return html.escape(shown)
 
 
-def _excluded_html(excluded: Sequence[str], skipped: pd.DataFrame, cells: pd.DataFrame) -> str:
+def _excluded_html(excluded: Sequence[str], skipped: pd.DataFrame, cells: pd.DataFrame,
+                   ranked: Collection[str]) -> str:
     """Why problems are left out of the pooled board: an integrator does not apply to them,
-    or some of their cells are not finished or damaged (never the one for the other)."""
+    or some of their cells are not finished or damaged (counting only the ``ranked``
+    integrators, those with finished cells: the others are on no board at all)."""
     if not excluded:
         return ""
-    unfinished = set(cells.loc[cells["status"] != "ok", "problem"].astype(str))
+    bad = cells[(cells["status"] != "ok") & cells["integrator"].astype(str).isin(ranked)]
+    unfinished = set(bad["problem"].astype(str))
     inapplicable = set(skipped["problem"].astype(str)) if len(skipped) else set()
     parts = []
     for why, found in (("some integrators do not apply to", inapplicable),
@@ -526,12 +531,18 @@ def _excluded_html(excluded: Sequence[str], skipped: pd.DataFrame, cells: pd.Dat
             "problem below: " + "; ".join(parts))
 
 
-def _absent_html(names: Mapping[str, str], trajectories: pd.DataFrame) -> str:
-    """Integrators of the campaign without a single finished cell (absent from every board)."""
-    absent = sorted(set(names.values()) - set(trajectories["integrator"].astype(str)))
-    if not absent:
-        return ""
-    return (f". Not on any board, for want of a finished cell: {_names(absent)}")
+def _absent_html(names: Mapping[str, str], problems: Collection[str],
+                 trajectories: pd.DataFrame) -> str:
+    """Integrators and problems of the campaign without a single finished cell (absent from
+    every board)."""
+    parts = []
+    for what, planned, column in (("integrators", names.values(), "integrator"),
+                                  ("problems", problems, "problem")):
+        absent = sorted(set(planned) - set(trajectories[column].astype(str)))
+        if absent:
+            parts.append(f"{what} {_names(absent)}")
+    return (". Not on any board, for want of a finished cell: " + "; ".join(parts)
+            if parts else "")
 
 
 def integrity_html(cells: pd.DataFrame, trajectories: pd.DataFrame) -> str:
@@ -761,11 +772,12 @@ def write_report(run: str | Path, out: str | Path | None = None, *,
     pooled = leaderboard(traj, by_problem=False)
     common, excluded = pooled.attrs["common_problems"], pooled.attrs["excluded_problems"]
     scope = (f"Pooled over the {len(common)} problem{'s' * (len(common) != 1)} every "
-             "integrator has finished cells on" + _excluded_html(excluded, skipped, cells)
-             + _absent_html(names, traj)
+             "integrator has finished cells on"
+             + _excluded_html(excluded, skipped, cells, set(traj["integrator"].astype(str)))
+             + _absent_html(names, problems, traj)
              + ". Rates with 95% Wilson intervals; integrators whose interval overlaps that "
-             "of the leader of their tier share its rank (2=). Coverage: problems run, of all; "
-             "n: trajectories.")
+             "of the leader of their tier share its rank (shown 1=, 2=, ...). Coverage: "
+             "problems run, of all; n: trajectories.")
     page += [f"<h3>All problems pooled</h3><p>{scope}</p>", board_html(pooled, ["integrator"])]
     profile = performance_profile(traj)
     if profile.attrs.get("problems", 0) >= 2:
@@ -805,11 +817,15 @@ def write_report(run: str | Path, out: str | Path | None = None, *,
             f"bands_{i // PROBLEMS_PER_FIGURE:02d}",
             f"|x(t)| and f(x(t)) - f* against flow time: median (line) and {BAND[0]:.0%}-"
             f"{BAND[1]:.0%} band over the trajectories of each integrator"))
+    timings = renamed(tables["timings"], names)
+    notes = ({(str(r.problem), str(r.integrator)): str(r.landscape)
+              for r in timings.itertuples() if isinstance(r.landscape, str)}
+             if "landscape" in timings else {})
     for j, problem in enumerate(p for p in ordered if int(problems.get(p, {}).get("n", 0)) == 2):
         integrators = sorted(traj.loc[traj["problem"] == problem, "integrator"].unique())
         page.append(figures.add(
             lambda problem=problem, integrators=integrators: landscape_figure(
-                traj, cp, landscapes, problem, integrators), f"landscape_{j:02d}",
+                traj, cp, landscapes, problem, integrators, notes), f"landscape_{j:02d}",
             f"{problem}: trajectories and initial points coloured by outcome, on the "
             "landscape recorded by the run"))
     if sections is None:

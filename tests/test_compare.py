@@ -403,6 +403,9 @@ def test_costs_are_not_gated_when_budgets_differ():
     text = c.to_text().replace("\n    ", " ")
     assert "budgets differ" in text and "conditional on reaching it" in text
     assert "not comparable" in c.to_html() and c.to_json()["costs_tested"] is False
+    # the wall-time safety net is not a budget that changes results: costs stay gated
+    net = {"fingerprint": {"budget": {"t_max": 20.0, "wall_time": 300.0}}}
+    assert compare_tables(base, new, base_manifest=manifest, new_manifest=net).costs_tested
 
 
 # -- the command: refusals and warnings -----------------------------------------------------

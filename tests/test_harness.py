@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from benchsuite import Budget, Recording, run_cell
+from benchsuite import Budget, Problem, Recording, run_cell, uniform_box
 from benchsuite.columns import points
 from benchsuite_plugins.euler import ExplicitEuler
 from benchsuite_problems.factorization import mc2x2_example1, xy_limit, xy_minus_one
@@ -122,3 +122,31 @@ def test_a_fault_stays_inside_its_trajectories():
     alone = run_cell(base, ExplicitEuler(h=0.01), start[[0, 2, 4]], Budget(t_max=1.0))
     np.testing.assert_array_equal(points(res.trajectories)[[0, 2, 4]],
                                   points(alone.trajectories))
+
+
+@pytest.mark.parametrize("misbehaviour", ["exit", "sleep"])
+def test_the_landscape_never_costs_the_trajectories(misbehaviour):
+    """The report's landscape is f on a grid wider than the trajectories; an f that exits or
+    hangs out there loses the picture (with why), never the cell's finished trajectories."""
+    import time as clock
+
+    from benchsuite.problem import Theory, Verdict
+
+    def f(x):
+        if np.abs(np.asarray(x)).max() > 1.3:  # only the grid goes this far
+            if misbehaviour == "exit":
+                raise SystemExit(0)
+            clock.sleep(30)
+        return np.sum(np.asarray(x) ** 2, axis=1)
+
+    yes = Verdict.YES
+    problem = Problem(
+        name="bowl_with_a_trap", n=2, f=f, grad=lambda x: 2 * np.asarray(x),
+        sample=uniform_box(-1, 1, 2), f_star=0.0, attained=True, smooth=True, coercive=True,
+        theory=Theory(yes, Verdict.NO, Verdict.NO, source="test"), description="a bowl")
+    x0 = problem.sample(np.random.default_rng(0), 4)
+    started = clock.perf_counter()
+    cell = run_cell(problem, ExplicitEuler(h=0.1), x0, Budget(t_max=5.0, wall_time=2.0))
+    assert clock.perf_counter() - started < 10  # cut at what is left of the 2 s net
+    assert (cell.trajectories["outcome"].astype(str) == "converged_global").all()
+    assert cell.landscape.empty and cell.info["landscape"].startswith("not recorded")
