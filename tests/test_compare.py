@@ -464,7 +464,7 @@ def test_cli_nothing_to_compare_and_missing_cells(synthetic):
     use(tables({("p", "euler"): global_cell(5, 5), ("q", "euler"): global_cell(5, 5)}),
         tables({("p", "euler"): global_cell(5, 5)}))
     out = invoke(a, b)
-    assert out.exit_code == 0 and "warning: 1 cells of a are not compared" in out.stderr
+    assert out.exit_code == 0 and "warning: 1 cell of a is not compared" in out.stderr
     assert "ONLY IN a:" in out.stdout
 
 
