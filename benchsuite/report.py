@@ -33,7 +33,7 @@ import os
 import signal
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import matplotlib
 
@@ -627,10 +627,16 @@ def campaign_html(manifest: Mapping[str, Any], names: Mapping[str, str]) -> str:
     return f'<details><summary>Campaign</summary><div class="scroll">{table}</div></details>'
 
 
-ReportSection = Callable[[Mapping[str, pd.DataFrame], Mapping[str, Any]], str]
+class ReportSection(Protocol):
+    """What a plugin's report section is (the ``benchsuite_report_sections`` hook)."""
+
+    title: str
+
+    def render(self, tables: Mapping[str, pd.DataFrame], manifest: Mapping[str, Any]) -> str:
+        """An HTML fragment from the run's tables and manifest."""
 
 
-def _plugin_sections(sections: Sequence[Any], tables: Mapping[str, pd.DataFrame],
+def _plugin_sections(sections: Sequence[ReportSection], tables: Mapping[str, pd.DataFrame],
                      manifest: Mapping[str, Any]) -> list[str]:
     """Sections contributed by plugins: each titled, and a raising one reported in its place
     (a plugin must never cost the user the rest of the report)."""
@@ -727,7 +733,7 @@ def _render(index: int) -> str:
 
 
 def write_report(run: str | Path, out: str | Path | None = None, *,
-                 formats: Collection[str] = (), sections: Sequence[Any] | None = None,
+                 formats: Collection[str] = (), sections: Sequence[ReportSection] | None = None,
                  tables: Mapping[str, pd.DataFrame] | None = None) -> Path:
     """Write ``index.html`` with the warnings, leaderboards, evidence and figures of a run.
 
