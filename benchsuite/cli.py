@@ -1150,9 +1150,12 @@ def compare_cmd(base: str, new: str, alpha: float, correction: str, html_out: st
     # never write over a run's files: inside a run folder, only under its report/ folder
     target = page.resolve()  # links followed: the file that would be written
     for folder in target.parents:
-        if (folder / "manifest.json").is_file() and folder / "report" not in target.parents:
+        if (folder / "manifest.json").is_file() and (
+                folder / "report" not in target.parents
+                or target == folder / "report" / "index.html"):  # the run's own report
             raise CliError(f"refusing to write the comparison page inside the run folder "
-                           f"{folder}: {page} is not under {folder / 'report'}",
+                           f"{folder}: {page} is not under {folder / 'report'}, or is its "
+                           "report page",
                            f"pass --html {folder / 'report' / 'compare.html'}, or a file "
                            "outside the run folders")
     if target.exists() and not target.name.lower().endswith((".html", ".htm")):

@@ -433,7 +433,8 @@ def synthetic(monkeypatch, tmp_path):
 def test_cli_refuses_to_overwrite_a_run_or_a_file_that_is_not_html(run, tmp_path):
     manifest = run / "manifest.json"
     before = manifest.read_bytes()
-    for target in (manifest, run / "page.html", run / "report" / ".." / "x.html"):
+    for target in (manifest, run / "page.html", run / "report" / ".." / "x.html",
+                   run / "report" / "index.html"):  # nor the run's own report page
         out = invoke(run, run, "--html", target)
         assert out.exit_code == 2 and "error: refusing to write" in out.stderr, out.output
         assert "hint: pass --html" in out.stderr
