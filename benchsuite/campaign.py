@@ -48,7 +48,7 @@ import numpy as np
 
 from benchsuite.execution import Executor, TaskFailure, default_executor
 from benchsuite.fingerprint import fingerprint
-from benchsuite.harness import Budget, CellResult, Recording, failed_result, run_cell
+from benchsuite.harness import Budget, CellResult, Recording, failed_result
 from benchsuite.integrator import Integrator
 from benchsuite.observer import Observers
 from benchsuite.plugins import Registry
@@ -378,15 +378,6 @@ def _first_fault(result: CellResult) -> str | None:
     return None if errors.empty else str(errors["message"].iloc[0])
 
 
-def _run_one(task: tuple[Cell, Campaign]) -> CellResult:
-    # The worker draws the cell's initial points itself: a sampler that raises, hangs or
-    # crashes fails this cell only, and the parent never holds every problem's points.
-    cell, campaign = task
-    x0 = initial_points(cell.problem, campaign.n_points, campaign.seed)
-    return run_cell(cell.problem, cell.integrator, x0, campaign.budget,
-                    recording=campaign.recording, certificates=campaign.certificates)
-
-
 #: A cell is killed at twice its wall-time safety net plus a grace (see :func:`hard_limit_for`).
 HARD_LIMIT_FACTOR, HARD_LIMIT_GRACE = 2.0, 60.0
 
@@ -442,8 +433,13 @@ def _run_cells(todo, campaign, registry, store, observers, executor, hard_limit,
     executor = executor or default_executor()
     if hard_limit is None:
         hard_limit = hard_limit_for(campaign.budget)
-    tasks = [(c, campaign) for c in todo]
-    for i, result in executor.run(_run_one, tasks, time_limit=hard_limit):
+    # tasks are plain data, resolved and seeded in the worker: a sampler that raises, hangs
+    # or crashes fails its cell only, and the parent never holds every problem's points
+    from benchsuite.tasks import make_task, provide_registry, run_task  # builds on this module
+
+    provide_registry(registry)  # forked workers inherit it instead of loading the plugins
+    tasks = [make_task(c, campaign, registry) for c in todo]
+    for i, result in executor.run(run_task, tasks, time_limit=hard_limit):
         cell = todo[i]
         if isinstance(result, TaskFailure):
             result = _failed(cell, campaign, result.message)

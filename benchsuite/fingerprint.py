@@ -27,16 +27,27 @@ if TYPE_CHECKING:
     from benchsuite.plugins import Registry
 
 
-def fingerprint(campaign: Campaign, registry: Registry, cells: list[Cell]) -> dict[str, Any]:
-    """The fingerprint of a planned campaign (JSON-serialisable)."""
+def provenance(registry: Registry, names: list[tuple[str, str]]
+               ) -> tuple[dict[str, str | None], dict[str, str]]:
+    """The versions of benchsuite and of the plugin distributions that provide ``names``
+    (``("problem", name)`` or ``("integrator", name)`` pairs), and the source digests of their
+    packages: what must match for two processes to compute the same results."""
     versions = {"benchsuite": _version("benchsuite")}
     packages = {"benchsuite"}
-    for cell in cells:
-        for kind, name in (("problem", cell.problem.name), ("integrator", cell.integrator.name)):
-            origin = registry.source.get((kind, name))
-            if origin is not None:
-                versions[origin.distribution] = origin.version
-                packages.add(origin.module.split(":")[0].split(".")[0])
+    for kind, name in names:
+        origin = registry.source.get((kind, name))
+        if origin is not None:
+            versions[origin.distribution] = origin.version
+            packages.add(origin.module.split(":")[0].split(".")[0])
+    # a version number does not change with every edit of an editable install
+    code = {p: sha for p in sorted(packages) if (sha := source_digest(p)) is not None}
+    return dict(sorted(versions.items())), code
+
+
+def fingerprint(campaign: Campaign, registry: Registry, cells: list[Cell]) -> dict[str, Any]:
+    """The fingerprint of a planned campaign (JSON-serialisable)."""
+    versions, code = provenance(registry, [pair for c in cells for pair in (
+        ("problem", c.problem.name), ("integrator", c.integrator.name))])
     return {
         "cells": sorted(f"{c.problem.name} x {c.integrator.label}" for c in cells),
         "n_points": campaign.n_points,
@@ -44,9 +55,8 @@ def fingerprint(campaign: Campaign, registry: Registry, cells: list[Cell]) -> di
         "budget": asdict(campaign.budget),
         "recording": asdict(campaign.recording),
         "certificates": campaign.certificates,
-        "versions": dict(sorted(versions.items())),
-        # a version number does not change with every edit of an editable install
-        "code": {p: sha for p in sorted(packages) if (sha := source_digest(p)) is not None},
+        "versions": versions,
+        "code": code,
     }
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-import benchsuite.campaign
+import benchsuite.tasks
 from benchsuite import jsonio
 from benchsuite.campaign import Campaign
 from benchsuite.cli import WIDTH, _format_warning, main, summary_lines, verdict_notes
@@ -383,7 +383,7 @@ def test_warnings_read_warning():
 
 
 def test_an_interrupted_run_is_flagged_and_resumes(tmp_path, monkeypatch):
-    real, calls = benchsuite.campaign._run_one, []
+    real, calls = benchsuite.tasks.run_task, []
 
     def interrupted_at_the_second_cell(task):
         calls.append(task)
@@ -391,7 +391,7 @@ def test_an_interrupted_run_is_flagged_and_resumes(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(task)
 
-    monkeypatch.setattr(benchsuite.campaign, "_run_one", interrupted_at_the_second_cell)
+    monkeypatch.setattr(benchsuite.tasks, "run_task", interrupted_at_the_second_cell)
     args = [*SMALL, "--results-dir", tmp_path, "--run-id", "cut", "--in-process",
             "--no-progress"]
     out = invoke("run", *args)
@@ -400,7 +400,7 @@ def test_an_interrupted_run_is_flagged_and_resumes(tmp_path, monkeypatch):
     assert "hint: run the same command again to resume" in out.stderr
     listed = invoke("runs", "--results-dir", tmp_path)
     assert "incomplete (1 missing)" in listed.stdout
-    monkeypatch.setattr(benchsuite.campaign, "_run_one", real)
+    monkeypatch.setattr(benchsuite.tasks, "run_task", real)
     again = invoke("run", *args)
     assert again.exit_code == 0 and "1 of 2 cells already done; running 1" in again.stderr
 
