@@ -107,19 +107,16 @@ def scan_run(path: str | os.PathLike[str], verify: bool = False) -> RunInfo:
         damaged = sum(c.status == "damaged" for c in checks)
         details = [f"{c.key}: {c.detail}" for c in checks if c.status == "damaged"]
     else:
+        store = RunStore(path)
         records = {p.stem for p in (path / CELLS).glob("*.json")}
-        strays = sorted(records - set(planned))
         details = [f"{key}: a cell record that is not part of this run's campaign"
-                   for key in strays]
-        done = 0
-        for key in sorted(records & set(planned)):
-            problem = _record_problem(path, key, manifest["fingerprint_sha256"])
-            if problem:
-                details.append(f"{key}: {problem}")
-            else:
-                done += 1
+                   for key in sorted(records - set(planned))]
+        checks = [store.check(key, manifest["fingerprint_sha256"], hash_files=False)
+                  for key in sorted(records & set(planned))]
+        details += [f"{c.key}: {c.detail}" for c in checks if c.status != "ok"]
+        done = sum(c.status == "ok" for c in checks)
         damaged = len(details)
-        missing = len(planned) - len(records & set(planned))
+        missing = len(planned) - len(checks)
     campaign = manifest.get("campaign", {})
     invocations = manifest.get("invocations") or []
     last = invocations[-1].get("started") if invocations and isinstance(invocations[-1],
@@ -138,7 +135,7 @@ def scan_run(path: str | os.PathLike[str], verify: bool = False) -> RunInfo:
         n_integrators=len({c.get("integrator") for c in cells}),
         n_points=campaign.get("n_points") if isinstance(campaign.get("n_points"), int) else None,
         total=len(planned), done=done, missing=missing, damaged=damaged, verified=verify,
-        running=_holder(path), details=tuple(details[:5]),
+        running=writer(path), details=tuple(details[:5]),
         sort_key=(_timestamp(_text(last) or _text(manifest.get("created"))), mtime, path.name))
 
 
@@ -153,32 +150,10 @@ def _timestamp(value: str | None) -> float:
         return 0.0
 
 
-def _record_problem(path: Path, key: str, fingerprint_sha: str) -> str | None:
-    """What is visibly wrong with a cell's record without hashing its files, or None."""
-    try:
-        record = json.loads((path / CELLS / f"{key}.json").read_text())
-    except (OSError, ValueError, RecursionError) as exc:
-        return f"its record is unreadable ({type(exc).__name__})"
-    files = record.get("files") if isinstance(record, dict) else None
-    if not isinstance(files, dict) or not files:
-        return "its record lists no files"
-    if record.get("fingerprint") != fingerprint_sha:
-        return "it was written under another campaign"
-    for rel in files:
-        target = path / str(rel)
-        if not target.is_file() or target.is_symlink():
-            return f"{rel} is missing or not a regular file"
-    return None
-
-
 def writer(path: str | os.PathLike[str]) -> str | None:
     """Who is writing the run folder now (a live process holding its lock, as ``process
     PID since ...``), or None: a report of it covers the cells finished so far."""
-    return _holder(Path(path))
-
-
-def _holder(path: Path) -> str | None:
-    """Who is writing the folder, when a live process on this machine holds its lock."""
+    path = Path(path)
     try:
         holder = json.loads((path / HOLDER).read_text())
         pid, host = int(holder["pid"]), str(holder["host"])
