@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from benchsuite.execution import Executor, TaskFailure, default_executor
 from benchsuite.fingerprint import fingerprint
@@ -54,7 +55,12 @@ from benchsuite.observer import Observers
 from benchsuite.plugins import Registry
 from benchsuite.problem import Problem
 from benchsuite.results import CellWriteError, DamagedCellWarning, RunStore, cell_key
-from benchsuite.schema import CampaignSchema, SchemaError, validate_campaign
+from benchsuite.schema import (
+    DEFAULT_SHARD_SIZE,
+    CampaignSchema,
+    SchemaError,
+    validate_campaign,
+)
 
 _SPEC = re.compile(r"^\s*([A-Za-z0-9_\-.*?\[\]]+)\s*(?:\((.*)\))?\s*$", re.DOTALL)
 KEY_LIBRARIES = ("numpy", "scipy", "pandas", "pyarrow", "pluggy", "array-api-compat")
@@ -104,6 +110,14 @@ class Campaign:
     certificates : bool
         Let problems' certificates decide where they speak; False classifies with the
         generic rules only (``--no-certificates``).
+    shard_size : int
+        Trajectories per shard: a cell of ``n_points`` trajectories runs as
+        ``ceil(n_points / shard_size)`` independent tasks, each written (and resumed) on its
+        own. Results do not depend on it beyond rounding (1e-12), nor on where shards run.
+    executor : str
+        Where shards run: ``local`` (forked processes on this machine), ``dask`` (a Dask
+        cluster), or an executor a plugin adds (``benchsuite plugins`` lists them). Not part
+        of the fingerprint: a run may be resumed on another executor.
     """
 
     problems: tuple[str, ...] = ("*",)
@@ -113,6 +127,8 @@ class Campaign:
     budget: Budget = field(default_factory=lambda: DEFAULT_CAMPAIGN_BUDGET)
     recording: Recording = field(default_factory=Recording)
     certificates: bool = True
+    shard_size: int = DEFAULT_SHARD_SIZE
+    executor: str = "local"
 
     def __post_init__(self) -> None:
         # Every way of building a campaign (a file, Python, the command line through
@@ -413,53 +429,157 @@ def run_campaign(campaign: Campaign, registry: Registry, run_dir: str | Path,
             where = store.quarantine(key, "a cell record that is not part of the campaign")
             warnings.warn(f"a stray cell record {key} was moved to {where}",
                           DamagedCellWarning, stacklevel=2)
-        todo = []
-        for cell in cells:
-            check = store.check(cell.key)
-            if check.status == "damaged":
-                where = store.quarantine(cell.key, check.detail)
-                warnings.warn(f"cell {cell.problem.name} x {cell.integrator.label} is damaged "
-                              f"({check.detail}): moved to {where} and recomputed",
-                              DamagedCellWarning, stacklevel=2)
-            if check.status != "ok":
-                todo.append(cell)
+        todo = _unfinished(cells, store)
         _run_cells(todo, campaign, registry, store, observers, executor, hard_limit, strict)
     return store
 
 
+def _unfinished(cells: list[Cell], store: RunStore) -> list[tuple[Cell, list[int]]]:
+    """The cells still to run, each with its shards still to run; damaged cells and shards
+    are moved aside (and said so), a cell whose shards are all written is finished."""
+    todo = []
+    count = store.shard_count()
+    for cell in cells:
+        check = store.check(cell.key)
+        if check.status == "damaged":
+            where = store.quarantine(cell.key, check.detail)
+            warnings.warn(f"cell {cell.problem.name} x {cell.integrator.label} is damaged "
+                          f"({check.detail}): moved to {where} and recomputed",
+                          DamagedCellWarning, stacklevel=3)
+        if check.status == "ok":
+            continue
+        if count == 1:
+            todo.append((cell, [0]))
+            continue
+        shards = []
+        for shard in range(count):  # (a damaged cell's shards went aside with it)
+            found = store.check_shard(cell.key, shard)
+            if found.status == "damaged":
+                where = store.quarantine(cell.key, found.detail, shard=shard)
+                warnings.warn(f"shard {shard} of {cell.problem.name} x {cell.integrator.label}"
+                              f" is damaged ({found.detail}): moved to {where} and recomputed",
+                              DamagedCellWarning, stacklevel=3)
+            if found.status != "ok":
+                shards.append(shard)
+        if shards:
+            todo.append((cell, shards))
+        else:  # killed between its last shard and its record
+            store.finish_cell(cell.key, cell.labels)
+    return todo
+
+
+def make_executor(registry: Registry, name: str, workers: int | None = None,
+                  address: str | None = None) -> Executor:
+    """The executor ``name`` from the installed executor plugins.
+
+    Raises
+    ------
+    CampaignError
+        When no plugin provides ``name``, or it cannot be built as asked (the message says
+        what to do).
+    """
+    plugin = registry.executors.get(name)
+    if plugin is None and name == "local":  # a registry built by hand still runs here
+        return default_executor(workers)
+    if plugin is None:
+        raise _unknown("executor", name, list(registry.executors))
+    try:
+        return plugin.create(workers=workers, address=address)
+    except ValueError as exc:
+        raise CampaignError(f"executor {name}: {exc}") from exc
+
+
+class WorkersRefused(RuntimeError):
+    """A worker refused a task: its code differs from the client's (or cannot import it)."""
+
+
 def _run_cells(todo, campaign, registry, store, observers, executor, hard_limit, strict) -> None:
     notify = Observers([*registry.observers, *observers]).notify
-    notify("campaign_started", campaign, todo)
-    executor = executor or default_executor()
+    notify("campaign_started", campaign, [cell for cell, _ in todo])
     if hard_limit is None:
         hard_limit = hard_limit_for(campaign.budget)
     # tasks are plain data, resolved and seeded in the worker: a sampler that raises, hangs
-    # or crashes fails its cell only, and the parent never holds every problem's points
+    # or crashes fails its shard only, and the parent never holds every problem's points
     from benchsuite.tasks import make_task, provide_registry, run_task  # builds on this module
 
     provide_registry(registry)  # forked workers inherit it instead of loading the plugins
-    tasks = [make_task(c, campaign, registry) for c in todo]
-    for i, result in executor.run(run_task, tasks, time_limit=hard_limit):
-        cell = todo[i]
-        if isinstance(result, TaskFailure):
-            result = _failed(cell, campaign, result.message)
-        try:
-            store.write_cell(cell.key, cell.labels, result)
-        except CellWriteError as exc:
-            result = _failed(cell, campaign, str(exc))
-            store.write_cell(cell.key, cell.labels, result)
-        for message in result.info.get("warnings", ()):
-            origin = registry.source.get(("problem", cell.problem.name))
-            who = f"plugin {origin.name} ({origin.distribution})" if origin else "a plugin"
-            warnings.warn(f"{who}: {message}", PluginWarning, stacklevel=3)
-        notify("cell_finished", cell, result)
-        if strict and _first_fault(result) is not None:
-            raise CampaignAborted(f"strict mode: {cell.problem.name} x {cell.integrator.label}: "
-                                  f"{_first_fault(result)}")
+    pieces, left, skipped = [], {}, []
+    for cell, shards in todo:
+        reason = _skip_reason(cell) if len(shards) > 1 else None
+        if reason is not None:  # known here: no need to ship every shard to learn it
+            skipped.append((cell, reason))
+            continue
+        pieces += [(cell, shard) for shard in shards]
+        left[cell.key] = len(shards)
+    notify("shards_planned", len(pieces) + len(skipped))
+    for cell, reason in skipped:
+        _finish_skipped(store, cell, reason, notify)
+    if not pieces:
+        notify("campaign_finished", store.path)
+        return
+    if executor is None:
+        executor = make_executor(registry, campaign.executor)
+    tasks = [make_task(cell, campaign, registry, shard) for cell, shard in pieces]
+    outcomes = executor.run(run_task, tasks, time_limit=hard_limit)
+    try:
+        for i, result in outcomes:
+            cell, shard = pieces[i]
+            if cell.key not in left:  # a skipped cell, written whole already
+                continue
+            if isinstance(result, TaskFailure):
+                if result.refused:  # the cluster's fault, not the cell's: record nothing
+                    raise WorkersRefused(f"a worker refused {cell.problem.name} x "
+                                         f"{cell.integrator.label}: {result.message}")
+                result = _failed(cell, campaign, shard, result.message)
+            if result.skipped is not None and store.shard_count() > 1:
+                _finish_skipped(store, cell, result.skipped, notify, shard)
+                del left[cell.key]
+                continue
+            try:
+                store.write_shard(cell.key, cell.labels, shard, result)
+            except CellWriteError as exc:
+                result = _failed(cell, campaign, shard, str(exc))
+                store.write_shard(cell.key, cell.labels, shard, result)
+            for message in result.info.get("warnings", ()):
+                origin = registry.source.get(("problem", cell.problem.name))
+                who = f"plugin {origin.name} ({origin.distribution})" if origin else "a plugin"
+                warnings.warn(f"{who}: {message}", PluginWarning, stacklevel=3)
+            notify("shard_finished", cell, shard, result)
+            left[cell.key] -= 1
+            if not left[cell.key]:
+                del left[cell.key]
+                store.finish_cell(cell.key, cell.labels)
+                notify("cell_finished", cell, result)
+            if strict and _first_fault(result) is not None:
+                raise CampaignAborted(f"strict mode: {cell.problem.name} x "
+                                      f"{cell.integrator.label}: {_first_fault(result)}")
+    finally:  # stop every engine's workers now, not when the generator is collected
+        outcomes.close()
     notify("campaign_finished", store.path)
 
 
-def _failed(cell: Cell, campaign: Campaign, message: str) -> CellResult:
-    """A failed cell's rows; its initial points are unknown here (the worker drew them)."""
-    return failed_result(cell.problem, np.full((campaign.n_points, cell.problem.n), np.nan),
-                         message)
+def _skip_reason(cell: Cell) -> str | None:
+    """Why the cell's integrator does not apply (None: it does, or skip() raised: the
+    workers will report that)."""
+    try:
+        return cell.integrator.skip(cell.problem)
+    except Exception:
+        return None
+
+
+def _finish_skipped(store: RunStore, cell: Cell, reason: str, notify: Any, shard: int = 0
+                    ) -> None:
+    """Write a cell whose integrator does not apply, whole (one piece of progress)."""
+    result = CellResult(pd.DataFrame(), pd.DataFrame(), skipped=reason)
+    store.write_cell(cell.key, cell.labels, result)
+    notify("shard_finished", cell, shard, result)
+    notify("cell_finished", cell, result)
+
+
+def _failed(cell: Cell, campaign: Campaign, shard: int, message: str) -> CellResult:
+    """A failed shard's rows; its initial points are unknown here (the worker drew them)."""
+    from benchsuite.tasks import shard_rows
+
+    rows = shard_rows(campaign.n_points, campaign.shard_size, shard)
+    return failed_result(cell.problem, np.full((len(rows), cell.problem.n), np.nan), message,
+                         first=rows.start)

@@ -48,13 +48,15 @@ from benchsuite.campaign import (
     CampaignAborted,
     CampaignError,
     Cell,
+    WorkersRefused,
     campaign_from_dict,
     load_campaign,
+    make_executor,
     packaged_campaigns,
     plan,
     run_campaign,
 )
-from benchsuite.execution import Interrupted, SerialExecutor, default_executor
+from benchsuite.execution import Interrupted, SerialExecutor
 from benchsuite.fingerprint import digest, fingerprint
 from benchsuite.harness import MAX_EXTEND
 from benchsuite.labels import display_names, renamed
@@ -360,6 +362,9 @@ def plugins_cmd(obj: Context, as_json: bool) -> None:
     reg = obj.registry
     if as_json:
         echo_json({"plugins": [vars(p) for p in reg.plugins],
+                   "executors": [{"name": name, "description": getattr(x, "description", ""),
+                                  "plugin": reg.source[("executor", name)].name}
+                                 for name, x in reg.executors.items()],
                    "errors": [{"plugin": e.plugin.name, "distribution": e.plugin.distribution,
                                "stage": e.stage, "error": e.error} for e in reg.errors]})
         return
@@ -374,6 +379,10 @@ def plugins_cmd(obj: Context, as_json: bool) -> None:
     for err in reg.errors:
         if err.stage != "import":
             click.echo(f"error: {err}")
+    if reg.executors:
+        click.echo("\nexecutors (--executor NAME):")
+        for name, plugin in reg.executors.items():
+            click.echo(_fill(f"{name}: {getattr(plugin, 'description', '')}", "  ", "    "))
 
 
 # -- run -------------------------------------------------------------------------------------
@@ -490,8 +499,18 @@ def _progress_observer(progress: bool | None, quiet: bool) -> Any:
                    "same command resumes).")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None,
               help="Finish an interrupted run: its campaign is read from its manifest.")
+@click.option("--shard-size", type=click.IntRange(min=1), default=None,
+              help="Trajectories per shard, the unit of work and of resume (default "
+                   f"{Campaign.shard_size}); results do not depend on it.")
 @click.option("-j", "--workers", type=click.IntRange(min=1), default=None,
-              help="Cells run in parallel, each in its own process (default: one per core).")
+              help="Shards run in parallel, each in its own process (default: one per core); "
+                   "with --executor dask and no --scheduler, the local cluster's workers.")
+@click.option("--executor", "executor_name", default=None, metavar="NAME",
+              help="Where shards run: local (default), dask, or one a plugin adds "
+                   "('benchsuite plugins' lists them).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="A Dask scheduler to run on (tcp://HOST:PORT; implies --executor dask). "
+                   "Default: Dask's scheduler-address setting, else a local cluster.")
 @click.option("--in-process", is_flag=True,
               help="Debugging only: run cells one by one in this process, with NO containment "
                    "(a crashing or hanging oracle takes the run with it; no hard time limit).")
@@ -507,7 +526,8 @@ def _progress_observer(progress: bool | None, quiet: bool) -> Any:
 @click.pass_context
 def run_cmd(ctx: click.Context, campaign_file, problems, integrators, n_points, seed, t_max,
             max_steps, max_evals, wall_time, extend, certificates, results_dir, run_id,
-            resume_dir, workers, in_process, wait, yes, progress, as_json, verbosity) -> None:
+            resume_dir, shard_size, workers, executor_name, scheduler, in_process, wait, yes,
+            progress, as_json, verbosity) -> None:
     """Run a campaign; with no options, the default one on the built-in catalog.
 
     Results go to RESULTS_DIR/RUN_ID/ (parquet tables and a manifest); finished cells of an
@@ -542,6 +562,12 @@ def run_cmd(ctx: click.Context, campaign_file, problems, integrators, n_points, 
             changes["seed"] = seed
         if "certificates" in given:
             changes["certificates"] = certificates
+        if "shard_size" in given:
+            changes["shard_size"] = shard_size
+        if "executor_name" in given:
+            changes["executor"] = executor_name
+        elif "scheduler" in given:
+            changes["executor"] = "dask"
         budget_changes = {k: v for k, v in (("t_max", t_max), ("max_steps", max_steps),
                                             ("max_evals", max_evals), ("wall_time", wall_time),
                                             ("extend", extend))
@@ -563,7 +589,11 @@ def run_cmd(ctx: click.Context, campaign_file, problems, integrators, n_points, 
     if run_dir is None:
         print_ = fingerprint(campaign, obj.registry, cells)
         run_dir = Path(results_dir) / (run_id or f"run-{digest(print_)[:10]}")
-    executor = SerialExecutor() if in_process else default_executor(workers)
+    try:
+        executor = (SerialExecutor() if in_process else
+                    make_executor(obj.registry, campaign.executor, workers, scheduler))
+    except CampaignError as exc:
+        raise CliError(str(exc), "'benchsuite plugins' lists the executors") from exc
     strict = env_flag(ENV_STRICT) if obj.strict is None else obj.strict
     quiet = verbosity < 0
     tally = _Tally(len(cells), (lambda m: None) if quiet else (lambda m: click.echo(m, err=True)))
@@ -576,6 +606,10 @@ def run_cmd(ctx: click.Context, campaign_file, problems, integrators, n_points, 
                              wait=wait, observers=observers)
     except (CampaignMismatch, FolderBusy) as exc:
         raise CliError(str(exc), getattr(exc, "hint", None)) from None
+    except WorkersRefused as exc:
+        raise CliError(str(exc), f"nothing was recorded for that shard; finished ones are kept in "
+                       f"{run_dir}; install the client's versions on every worker, then run "
+                       "the same command again to resume") from None
     except StoreWriteError as exc:
         what = "free some space or choose" if disk_full(exc) else "choose"
         raise CliError(str(exc), f"finished cells are kept in {run_dir}; {what} another "

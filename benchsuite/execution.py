@@ -32,6 +32,8 @@ from typing import Any, Protocol
 
 #: How often the parent polls its workers (seconds).
 POLL = 0.02
+#: How often a ``stop`` callback is polled (seconds): it may ask a remote scheduler.
+STOP_POLL = 1.0
 #: How long the parent waits for a worker to exit once its pipe has answered (seconds).
 JOIN_GRACE = 5.0
 #: The signals that stop a run: the parent acts on them, its workers ignore them.
@@ -41,9 +43,16 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SI
 
 @dataclass(frozen=True)
 class TaskFailure:
-    """A task that raised, was killed at its time limit, or whose worker died."""
+    """A task that raised, was killed at its time limit, or whose worker died; or, with
+    ``refused``, that its worker would not run (other code than the client's): the task's
+    fault in the first case, the cluster's in the second."""
 
     message: str
+    refused: bool = False
+
+
+class TaskRefused(RuntimeError):
+    """A worker cannot run a task as the client planned it (other code, unknown names)."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -61,11 +70,30 @@ class Interrupted(KeyboardInterrupt):
 
 
 class Executor(Protocol):
-    """Runs tasks and yields (index, result or TaskFailure) as they finish."""
+    """Runs tasks and yields (index, result or TaskFailure) as they finish.
+
+    The contract every engine keeps (the campaign relies on it): a task's fault (it raises,
+    exits, crashes, overruns ``time_limit``, loses its worker for good) is a
+    :class:`TaskFailure` for that task alone; a task a worker refuses (:class:`TaskRefused`)
+    is a ``TaskFailure(refused=True)``; nothing is left running once the generator is closed
+    (a KeyboardInterrupt, the campaign's error); results travel one at a time.
+    """
 
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any],
             time_limit: float | None = None) -> Iterator[tuple[int, Any]]:
         """Run ``fn(task)`` for each task; ``time_limit`` is a hard limit per task (seconds)."""
+
+
+class ExecutorPlugin(Protocol):
+    """What the ``benchsuite_executors`` hook returns: a named way to build an executor."""
+
+    name: str
+    description: str
+
+    def create(self, *, workers: int | None = None, address: str | None = None) -> Executor:
+        """An executor with ``workers`` workers (None: the engine's default), on the cluster
+        at ``address`` where the engine has one (None: its own configuration, or a local
+        cluster); raise ValueError, saying what to do, when it cannot be built."""
 
 
 class SerialExecutor:
@@ -125,6 +153,8 @@ def _child(fn, task, conn, parent: int) -> None:
     try:
         try:  # BaseException: a sys.exit or KeyboardInterrupt in a cell is that cell's failure
             message = ("ok", fn(task))
+        except TaskRefused as exc:
+            message = ("refused", str(exc))
         except SystemExit as exc:
             message = ("error", f"the cell called sys.exit({exc.code!r})\n"
                                 f"{traceback.format_exc(limit=5)}")
@@ -172,7 +202,7 @@ def _collect(proc, conn) -> Any:
     if conn.poll():  # true on EOF as well: the worker died without sending anything
         try:
             status, payload = conn.recv()
-            outcome = payload if status == "ok" else TaskFailure(payload)
+            outcome = payload if status == "ok" else TaskFailure(payload, status == "refused")
         except Exception:  # EOF, or cut short: say how the worker ended instead
             pass
     proc.join(JOIN_GRACE)
@@ -191,8 +221,11 @@ class ForkExecutor:
         self.workers = max(1, workers or os.cpu_count() or 1)
         self._ctx = mp.get_context("fork")
 
-    def run(self, fn, tasks, time_limit=None):
+    def run(self, fn, tasks, time_limit=None, stop: Callable[[], bool] | None = None):
+        """As :meth:`Executor.run`; ``stop`` is polled about once a second, and when it says
+        so every worker is killed and :class:`Interrupted` raised (a cancelled remote task)."""
         pending = list(range(len(tasks)))[::-1]
+        next_stop_check = time.monotonic() + STOP_POLL
         running: dict[int, tuple[Any, Any, float]] = {}  # index -> (process, conn, start)
         # A Ctrl-C that lands while os.fork runs the at-fork hooks (logging registers one)
         # raises inside the hook, where CPython prints "Exception ignored" and drops it: the
@@ -208,6 +241,10 @@ class ForkExecutor:
                     raise Interrupted(_signal_name(interrupted[0]))  # came then still stops
                 if not (pending or running):
                     break
+                if stop is not None and time.monotonic() >= next_stop_check:
+                    if stop():
+                        raise Interrupted("cancelled")
+                    next_stop_check = time.monotonic() + STOP_POLL
                 while pending and len(running) < self.workers:
                     i = pending.pop()
                     receive, send = self._ctx.Pipe(duplex=False)
@@ -241,6 +278,20 @@ class ForkExecutor:
             for signum, handler in previous.items():
                 if handler is not None:
                     signal.signal(signum, handler)
+
+
+def run_contained(fn: Callable[[Any], Any], task: Any, time_limit: float | None = None,
+                  stop: Callable[[], bool] | None = None) -> Any:
+    """Run ``fn(task)`` in a forked child of this process, with the local executor's
+    guarantees: the result, or a :class:`TaskFailure` saying why there is none (a fault, the
+    hard time limit); ``stop`` as in :meth:`ForkExecutor.run`. What a remote worker calls,
+    so that a shard that hangs or crashes costs that shard, never the worker and the other
+    shards it holds."""
+    if "fork" not in mp.get_all_start_methods():
+        return next(SerialExecutor().run(fn, [task]))[1]
+    for _, outcome in ForkExecutor(1).run(fn, [task], time_limit=time_limit, stop=stop):
+        return outcome
+    raise AssertionError("unreachable: one task yields one outcome")
 
 
 def default_executor(workers: int | None = None) -> Executor:

@@ -2,10 +2,11 @@
 
 Two invocations may write into the same run folder only if their fingerprints are equal: the
 same cells (problems, and integrators with their hyperparameters, after globs and grids are
-expanded), the same initial points (count, seed), budgets, recording and certificate setting,
-the same versions of benchsuite and of every plugin distribution that contributes a cell, and
-the same source code of those packages (an editable install changes without a new version).
-Anything else (worker count, progress bar, the spelling of a glob) may change freely.
+expanded), the same initial points (count, seed), shards, budgets, recording and certificate
+setting, the same versions of benchsuite and of every plugin distribution that contributes a
+cell, and the same source code of those packages (an editable install changes without a new
+version).
+Anything else (worker count, executor, progress bar, the spelling of a glob) may change freely.
 
 Like a lock file of a package manager, the fingerprint is plain JSON kept in the manifest; its
 SHA-256 names it in each cell's record, so a cell written under another campaign is caught.
@@ -55,6 +56,9 @@ def fingerprint(campaign: Campaign, registry: Registry, cells: list[Cell]) -> di
         "budget": asdict(campaign.budget),
         "recording": asdict(campaign.recording),
         "certificates": campaign.certificates,
+        # the shards are the files: resuming with another size would mix two layouts (a
+        # size of n_points or more is one shard per cell, whatever the number)
+        "shard_size": min(campaign.shard_size, campaign.n_points),
         "versions": versions,
         "code": code,
     }

@@ -110,10 +110,17 @@ class Budget:
 
 @dataclass(frozen=True)
 class Recording:
-    """Where checkpoints fall: ``per_octave`` per doubling of steps and of flow time from t_min."""
+    """Which checkpoints are stored: ``per_octave`` per doubling of steps and of flow time from
+    ``t_min``, for the first ``trajectories`` trajectories of each cell (by index; None: all).
+
+    Restricting ``trajectories`` shrinks a very large cell's checkpoint table, never its
+    verdicts: every trajectory is still classified from its full history, and every
+    trajectory keeps its row.
+    """
 
     per_octave: int = 2
     t_min: float = 1e-2
+    trajectories: int | None = None
 
     def time_grid(self, t_max: float) -> np.ndarray:
         if t_max <= self.t_min:
@@ -269,14 +276,15 @@ class _Recorder:
         return traj, checkpoints.reset_index(drop=True)
 
 
-def failed_result(problem: Problem, x0: np.ndarray, message: str) -> CellResult:
-    """A cell whose worker raised, died or was killed: every trajectory failed, with why.
+def failed_result(problem: Problem, x0: np.ndarray, message: str, first: int = 0) -> CellResult:
+    """A cell (or a shard of one, rows numbered from ``first``) whose worker raised, died or
+    was killed: every trajectory failed, with why.
 
     Calls no oracle (the cell may have failed on one that never returns).
     """
     recorder = _Recorder(problem, x0, namespace(x0))
     recorder.retire(np.arange(x0.shape[0]), Stop.ERROR, message)
-    traj, checkpoints = recorder.tables(x0)
+    traj, checkpoints = _numbered(*recorder.tables(x0), first, None)
     traj["outcome"] = pd.Categorical([Outcome.FAILED] * len(traj), categories=OUTCOMES)
     traj["reason"] = "cell failed"
     return CellResult(traj, checkpoints, info={"failure": message})
@@ -291,6 +299,9 @@ def run_cell(
     recording: Recording | None = None,
     xp: Any = None,
     certificates: bool = True,
+    first: int = 0,
+    frame: np.ndarray | None = None,
+    draw_landscape: bool = True,
 ) -> CellResult:
     """Run ``integrator`` on ``problem`` from every row of ``x0`` at once, and classify.
 
@@ -309,6 +320,13 @@ def run_cell(
         Array namespace to run in (default numpy); ``x0`` is converted to it.
     certificates : bool
         Let the problem's certificate decide where it speaks (False: generic rules only).
+    first : int
+        The cell-wide index of ``x0``'s first row, when ``x0`` is one shard of a cell: rows
+        are numbered (``traj``) from it, and ``recording.trajectories`` counts from 0.
+    frame : ndarray, optional
+        More points the landscape must cover (the whole cell's initial points, for a shard).
+    draw_landscape : bool
+        Evaluate f on the landscape grid (2-D problems; one shard per cell is enough).
 
     Returns
     -------
@@ -345,14 +363,30 @@ def run_cell(
             more_cp["traj"] = redo[more_cp["traj"].to_numpy()]
         traj = _replace_rows(traj, more, ["traj"])
         checkpoints = _replace_rows(checkpoints, more_cp, ["traj", "step"], redo)
-    info = {"warnings": found} if found else {}
-    # the picture must never cost the trajectories: it gets what is left of the safety net
-    grid, why = landscape(problem, x0, checkpoints,
-                          seconds=budget.wall_time - (time.perf_counter() - start))
-    if why:
-        info["landscape"] = why
+    info: dict[str, Any] = {"warnings": found} if found else {}
+    grid = pd.DataFrame()
+    if draw_landscape:
+        # the picture must never cost the trajectories: it gets what is left of the safety net
+        grid, why = landscape(problem, x0 if frame is None else np.concatenate([frame, x0]),
+                              checkpoints, seconds=budget.wall_time - (time.perf_counter() - start))
+        if why:
+            info["landscape"] = why
+    traj, checkpoints = _numbered(traj, checkpoints, first, recording.trajectories)
     return CellResult(traj, checkpoints, wall_time=time.perf_counter() - start, info=info,
                       landscape=grid)
+
+
+def _numbered(traj: pd.DataFrame, checkpoints: pd.DataFrame, first: int,
+              recorded: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows numbered cell-wide from ``first``; checkpoints kept for ``traj < recorded`` only
+    (after classification, which saw them all)."""
+    if first:
+        traj["traj"] += first
+        if len(checkpoints):
+            checkpoints["traj"] += first
+    if recorded is not None and len(checkpoints):
+        checkpoints = checkpoints[checkpoints["traj"].to_numpy() < recorded].reset_index(drop=True)
+    return traj, checkpoints
 
 
 class _OutOfTime(Exception):

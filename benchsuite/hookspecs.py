@@ -103,3 +103,27 @@ def benchsuite_report_sections() -> list[Any]:
     -------
     list
     """
+
+
+@hookspec
+def benchsuite_executors() -> list[Any]:
+    """Return executors: ways to run a campaign's shards elsewhere (a Ray cluster, SLURM).
+
+    An executor plugin is any object with (see :class:`benchsuite.execution.ExecutorPlugin`)
+
+    * ``name`` (chosen with ``--executor NAME`` or the campaign key ``executor``) and
+      ``description`` (one line, for ``benchsuite plugins``);
+    * ``create(*, workers=None, address=None)``: an executor, whose
+      ``run(fn, tasks, time_limit)`` yields ``(index, result)`` as tasks finish and keeps the
+      contract of :class:`benchsuite.execution.Executor` (faults contained to their task,
+      hard time limit, nothing left running when closed).
+
+    Tasks are plain, picklable data (:class:`benchsuite.tasks.Task`) and ``fn`` is a module
+    function, so they can be shipped to any process that has the same benchsuite and plugins
+    installed; :func:`benchsuite.execution.run_contained` runs one there with the local
+    guarantees. benchsuite's own ``local`` and ``dask`` executors come through this hook.
+
+    Returns
+    -------
+    list
+    """

@@ -30,8 +30,17 @@ class RunObserver(Protocol):
     def campaign_started(self, campaign: Any, cells: list[Any]) -> None:
         """Called once, with the cells still to run (finished ones of a resumed run excluded)."""
 
+    def shards_planned(self, count: int) -> None:
+        """Called once after ``campaign_started``, with the number of shards to run (a cell of
+        more than ``shard_size`` trajectories runs as several)."""
+
+    def shard_finished(self, cell: Any, shard: int, result: Any) -> None:
+        """Called after each shard is written to disk, with its :class:`CellResult` (its rows
+        only: numbered cell-wide in the ``traj`` column)."""
+
     def cell_finished(self, cell: Any, result: Any) -> None:
-        """Called after each cell is written to disk, with its :class:`CellResult`."""
+        """Called once a cell is written whole, with the result of its last shard (the whole
+        cell's when it has one shard)."""
 
     def campaign_finished(self, run_dir: Any) -> None:
         """Called once, with the run directory."""
@@ -73,20 +82,25 @@ def outcome_phrase(counts: dict[str, int] | Counter[str]) -> str:
 
 
 class ProgressBar:
-    """A tqdm bar over cells: cells done, ETA, and live counts of how trajectories stopped."""
+    """A tqdm bar over shards (cells, when no cell is split): done, ETA, and live counts of
+    how trajectories stopped."""
 
     def __init__(self, disable: bool | None = None) -> None:
         self._disable = disable
         self._bar: Any = None
         self._counts: Counter[str] = Counter()
+        self._cells = 0
 
     def campaign_started(self, campaign: Any, cells: list[Any]) -> None:
-        if not cells:  # every cell was already done: an empty bar would say nothing
-            return
-        self._bar = tqdm(total=len(cells), unit="cell", desc="benchsuite", disable=self._disable,
-                         dynamic_ncols=True)
+        self._cells = len(cells)
 
-    def cell_finished(self, cell: Any, result: Any) -> None:
+    def shards_planned(self, count: int) -> None:
+        if not count:  # every cell was already done: an empty bar would say nothing
+            return
+        self._bar = tqdm(total=count, unit="cell" if count == self._cells else "shard",
+                         desc="benchsuite", disable=self._disable, dynamic_ncols=True)
+
+    def shard_finished(self, cell: Any, shard: int, result: Any) -> None:
         outcome_counts(result, self._counts)
         self._bar.set_postfix_str(", ".join(f"{k} {v}" for k, v in sorted(self._counts.items())),
                                   refresh=False)
@@ -150,15 +164,18 @@ class ProgressLog:
         self.interval = progress_interval() if interval is None else interval
         self._stream, self._clock = stream, clock
         self._counts: Counter[str] = Counter()
-        self._total = self._done = 0
+        self._cells = self._total = self._done = 0
         self._start = self._last = 0.0
         self._said_done = -1
 
     def campaign_started(self, campaign: Any, cells: list[Any]) -> None:
-        self._total, self._done = len(cells), 0
+        self._cells, self._total, self._done = len(cells), len(cells), 0
         self._start = self._last = self._clock()
 
-    def cell_finished(self, cell: Any, result: Any) -> None:
+    def shards_planned(self, count: int) -> None:
+        self._total = count
+
+    def shard_finished(self, cell: Any, shard: int, result: Any) -> None:
         self._done += 1
         outcome_counts(result, self._counts)
         now = self._clock()
@@ -175,7 +192,8 @@ class ProgressLog:
         """The progress line at monotonic time ``now``."""
         elapsed = now - self._start
         share = self._done / self._total if self._total else 1.0
-        text = (f"benchsuite: {self._done}/{self._total} cells ({share:.0%}), "
+        unit = "cells" if self._total == self._cells else "shards"
+        text = (f"benchsuite: {self._done}/{self._total} {unit} ({share:.0%}), "
                 f"{duration(elapsed)} elapsed")
         if 0 < self._done < self._total:
             text += f", ETA {duration(elapsed / self._done * (self._total - self._done))}"

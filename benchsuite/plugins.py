@@ -85,6 +85,7 @@ class Registry:
     integrators: dict[str, Integrator] = field(default_factory=dict)
     observers: list[Any] = field(default_factory=list)
     report_sections: list[Any] = field(default_factory=list)
+    executors: dict[str, Any] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     errors: list[PluginError] = field(default_factory=list)
     source: dict[tuple[str, str], PluginInfo] = field(default_factory=dict)
@@ -197,16 +198,19 @@ def load_registry(
                                   "to skip broken plugins)")
         registry.errors.append(err)
 
-    candidates: list[tuple[PluginInfo, Any]] = []
+    # (info, object, whether it is an entry point to load): not isinstance(EntryPoint), as
+    # the importlib_metadata backport (a dependency of Dask, say) makes entry_points()
+    # return its own EntryPoint class
+    candidates: list[tuple[PluginInfo, Any, bool]] = []
     if entry_points:
         for ep in _entry_points():
             dist = ep.dist.name if ep.dist is not None else "unknown"
             version = ep.dist.version if ep.dist is not None else "?"
-            candidates.append((PluginInfo(ep.name, dist, version, ep.value, "pending"), ep))
+            candidates.append((PluginInfo(ep.name, dist, version, ep.value, "pending"), ep, True))
     for name, obj in (extra_plugins or {}).items():
-        candidates.append((PluginInfo(name, IN_MEMORY, "", repr(obj), "pending"), obj))
+        candidates.append((PluginInfo(name, IN_MEMORY, "", repr(obj), "pending"), obj, False))
 
-    for info, target in candidates:
+    for info, target, is_entry_point in candidates:
         names = {info.name, info.distribution}
         if names & blocked:
             registry.plugins.append(_with_status(info, "blocked"))
@@ -215,7 +219,7 @@ def load_registry(
             registry.plugins.append(_with_status(info, "not allowed"))
             continue
         try:
-            obj = target.load() if isinstance(target, importlib.metadata.EntryPoint) else target
+            obj = target.load() if is_entry_point else target
             if pm.get_plugin(info.name) is not None:
                 raise ValueError(f"another plugin is already registered as {info.name!r}")
             pm.register(obj, name=info.name)
@@ -233,7 +237,8 @@ def load_registry(
             ("benchsuite_problems", Problem, "problem", registry.problems),
             ("benchsuite_integrators", Integrator, "integrator", registry.integrators),
             ("benchsuite_observers", object, "observer", observers),
-            ("benchsuite_report_sections", object, "report section", sections)):
+            ("benchsuite_report_sections", object, "report section", sections),
+            ("benchsuite_executors", object, "executor", registry.executors)):
         if hooks is None or hook in hooks:
             _collect(pm, hook, kind_type, kind, into, registry, by_name, fail)
     registry.observers = list(observers.values())
@@ -263,7 +268,8 @@ def _collect(pm, hook_name, kind_type, kind, into, registry, by_name, fail) -> N
                                     f"{kind_type.__name__} instances")
                 name = (getattr(item, "name", None) or getattr(item, "title", None)
                         or type(item).__name__)
-                if kind in ("problem", "integrator") and not NAME_PATTERN.match(str(name)):
+                named = kind in ("problem", "integrator", "executor")
+                if named and not NAME_PATTERN.match(str(name)):
                     raise ValueError(f"{kind} name {name!r} is not allowed: use lowercase "
                                      "letters, digits and '_-.=,[]'")
                 mine.append((name, item, info))

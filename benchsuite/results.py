@@ -8,7 +8,11 @@ Layout::
         cells/<cell>.json              the record of a finished cell: SHA-256 of each of its
                                        files, the campaign fingerprint and the versions that
                                        produced it; written last, so it marks the cell done
-        trajectories/<cell>.parquet    one row per trajectory
+        shards/<cell>.<k>.json         the record of shard k of an unfinished cell (cells of
+                                       more than ``shard_size`` trajectories), merged into the
+                                       cell's record when its last shard is written
+        trajectories/<cell>.parquet    one row per trajectory (<cell>.<k>.parquet per shard
+                                       when the cell has several: readers concatenate them)
         checkpoints/<cell>.parquet     long form, one row per trajectory and checkpoint
         landscapes/<cell>.parquet      2-D problems only: f on a grid around the cell's
                                        trajectories (the report's contours, so that the
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import json
 import os
@@ -57,7 +62,7 @@ from benchsuite.harness import CellResult
 
 TRAJECTORIES, CHECKPOINTS, SKIPPED, TIMINGS = "trajectories", "checkpoints", "skipped", "timings"
 LANDSCAPES = "landscapes"
-CELLS, QUARANTINE, MANIFEST = "cells", "quarantine", "manifest.json"
+CELLS, SHARDS, QUARANTINE, MANIFEST = "cells", "shards", "quarantine", "manifest.json"
 LOCK, HOLDER = ".lock", ".lock.holder"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=,+\-]")
 #: Constant columns a cell's tables get (:meth:`RunStore.write_cell`).
@@ -167,6 +172,7 @@ class RunStore:
         self._mode = _file_mode()
         self._fingerprint: str | None = None
         self._versions: dict[str, Any] = {}
+        self._shards: int | None = None
 
     def ensure_writable(self) -> None:
         """Create the run directory, or raise an error that says what to do."""
@@ -239,7 +245,7 @@ class RunStore:
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of writers that were killed mid-write (only under the lock: a
         live writer's temporary file must not vanish)."""
-        for folder in (self.path, *(self.path / d for d in (*_DATA, CELLS))):
+        for folder in (self.path, *(self.path / d for d in (*_DATA, CELLS, SHARDS))):
             for tmp in folder.glob(".*.tmp"):
                 if folder != self.path or _BEFORE_MANIFEST.match(tmp.name):
                     tmp.unlink(missing_ok=True)
@@ -319,8 +325,12 @@ class RunStore:
         return data
 
     # -- cells --------------------------------------------------------------------------------
-    def _files(self, key: str) -> list[Path]:
-        return [self.path / _rel(kind, key) for kind in _DATA]
+    def _files(self, name: str) -> list[Path]:
+        """Every file of cell ``name``, whole or in shards, with its shard records (or of one
+        shard, ``<key>.<shard>``)."""
+        pattern = f"{glob.escape(name)}.*"
+        return [p for kind in (*_DATA, SHARDS) for p in sorted((self.path / kind).glob(pattern))
+                if p.name.split(".")[-1] in ("json", "parquet")]
 
     def check(self, key: str, fingerprint_sha: str | None = None, hash_files: bool = True
               ) -> CellCheck:
@@ -330,7 +340,10 @@ class RunStore:
         that is unreadable, of another campaign, or whose files are gone)."""
         record_path = self.path / CELLS / f"{key}.json"
         if not record_path.exists():
-            return CellCheck(key, "missing")
+            count = self.shard_count()
+            written = self.shards_written(key) if count > 1 else 0
+            return CellCheck(key, "missing", f"{written} of its {count} shards written"
+                             if written else "")
         try:
             record = _read_json(record_path)
         except (OSError, ValueError) as exc:
@@ -342,10 +355,14 @@ class RunStore:
         expected = fingerprint_sha or self._fingerprint
         if expected is not None and record.get("fingerprint") != expected:
             return _with(found, "damaged", "it was written under another campaign")
-        skipped, ran = (_rel(SKIPPED, key),), (_rel(TIMINGS, key), _rel(CHECKPOINTS, key),
-                                               _rel(TRAJECTORIES, key))
-        if set(files) not in (set(skipped), set(ran), {*ran, _rel(LANDSCAPES, key)}):
-            return _with(found, "damaged", "its record does not list the cell's files")
+        count = self.shard_count()
+        if files.keys() != {_rel(SKIPPED, key)} and not _lists_shards(files, key, count):
+            return _with(found, "damaged", "its record does not list the cell's files"
+                         + (f" (of its {count} shards)" if count > 1 else ""))
+        return self._check_files(found, files, hash_files)
+
+    def _check_files(self, found: CellCheck, files: dict[str, Any], hash_files: bool
+                     ) -> CellCheck:
         for rel, sha in files.items():
             path = self.path / rel
             if not stat.S_ISREG(_lstat_mode(path)):  # a FIFO or a device would hang the hash
@@ -360,17 +377,52 @@ class RunStore:
                 return _with(found, "damaged", f"{rel} does not match its checksum")
         return found
 
+    def shard_count(self) -> int:
+        """Shards per cell in this run (1 for runs written before shards existed)."""
+        if self._shards is None:
+            campaign = self.manifest()["campaign"]
+            size, n = campaign.get("shard_size"), campaign.get("n_points")
+            valid = all(isinstance(v, int) and v > 0 for v in (size, n))
+            self._shards = -(-n // size) if valid else 1
+        return self._shards
+
+    def check_shard(self, key: str, shard: int) -> CellCheck:
+        """Whether shard ``shard`` of an unfinished cell ``key`` is written and intact."""
+        path = self.path / SHARDS / f"{key}.{shard:05d}.json"
+        if not path.exists():
+            return CellCheck(key, "missing")
+        try:
+            record = _read_json(path)
+            files = record["files"]
+            ok = (record["fingerprint"] == self._fingerprint
+                  and files.keys() in (set(_shard_files(key, shard, self.shard_count())),
+                                       set(_shard_files(key, shard, self.shard_count(),
+                                                        landscape=shard == 0))))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            return CellCheck(key, "damaged", f"the record of shard {shard} is unreadable ({exc})")
+        if not ok:
+            return CellCheck(key, "damaged", f"the record of shard {shard} is of another "
+                             "campaign or does not list its files")
+        return self._check_files(CellCheck(key, "ok"), files, True)
+
+    def shards_written(self, key: str) -> int:
+        """How many shard records an unfinished cell has (nothing hashed)."""
+        return sum(1 for _ in (self.path / SHARDS).glob(f"{glob.escape(key)}.*.json"))
+
     def strays(self, keys: set[str]) -> list[str]:
         """Cell records in the folder that are not among ``keys`` (copies, leftovers)."""
         return sorted(p.stem for p in (self.path / CELLS).glob("*.json") if p.stem not in keys)
 
-    def quarantine(self, key: str, why: str) -> Path:
-        """Move a damaged cell's record and files aside (never delete: they may be evidence)."""
+    def quarantine(self, key: str, why: str, shard: int | None = None) -> Path:
+        """Move a damaged cell's (or shard's) record and files aside (never delete: they may
+        be evidence)."""
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        dest = self.path / QUARANTINE / f"{key}-{stamp}"
+        name = key if shard is None else f"{key}.{shard:05d}"
+        dest = self.path / QUARANTINE / f"{name}-{stamp}"
+        record = [self.path / CELLS / f"{key}.json"] if shard is None else []
         try:
             dest.mkdir(parents=True)
-            for path in (self.path / CELLS / f"{key}.json", *self._files(key)):
+            for path in (*record, *self._files(name)):
                 if path.exists():
                     shutil.move(path, dest / f"{path.parent.name}-{path.name}")
             (dest / "why.txt").write_text(why + "\n")
@@ -380,12 +432,47 @@ class RunStore:
         return dest
 
     def write_cell(self, key: str, labels: dict[str, Any], result: CellResult) -> None:
-        """Write one cell's tables, then its record (the cell counts as done from then on).
+        """Write one whole cell's tables, then its record (the cell counts as done from then
+        on); a skipped cell, or a cell of one shard.
 
         The tables get constant label columns (problem, integrator, ...) and are cast to the
         declared schema first: a value that does not fit raises :class:`CellWriteError` before
         anything is written. Disk errors raise :class:`StoreWriteError`.
         """
+        files = self._write_tables(key, labels, result)
+        self._write_record(self.path / CELLS / f"{key}.json", key, labels, files)
+
+    def write_shard(self, key: str, labels: dict[str, Any], shard: int,
+                    result: CellResult) -> None:
+        """Write shard ``shard`` of cell ``key`` (of :meth:`shard_count` shards), then its
+        record; as :meth:`write_cell` for a cell of one shard. Then call :meth:`finish_cell`
+        once every shard is written."""
+        if self.shard_count() == 1:
+            return self.write_cell(key, labels, result)
+        if result.skipped is not None:
+            raise ValueError("a skipped cell is written whole (write_cell), not by shards")
+        files = self._write_tables(f"{key}.{shard:05d}", labels, result)
+        self._write_record(self.path / SHARDS / f"{key}.{shard:05d}.json", key, labels,
+                           files, suffix=f".{shard:05d}", shard=shard)
+
+    def finish_cell(self, key: str, labels: dict[str, Any]) -> None:
+        """Merge the records of a cell's shards into its record (the cell is done), and
+        remove them. Every shard must be written and intact."""
+        count = self.shard_count()
+        if count == 1:
+            return
+        files: dict[str, str] = {}
+        for shard in range(count):
+            files.update(_read_json(self.path / SHARDS / f"{key}.{shard:05d}.json")["files"])
+        record = self._record(key, labels, {}, shards=count)
+        record["files"] = dict(sorted(files.items()))
+        self._write_text(self.path / CELLS / f"{key}.json", _json(record))
+        for shard in range(count):  # a leftover would only be ignored: the record says done
+            (self.path / SHARDS / f"{key}.{shard:05d}.json").unlink(missing_ok=True)
+
+    def _write_tables(self, name: str, labels: dict[str, Any], result: CellResult
+                      ) -> dict[str, str]:
+        """Write a cell's (or shard's) files as ``<kind>/<name>.*``; return kind -> SHA-256."""
         if self._fingerprint is None:
             raise RuntimeError("RunStore.open() must bind the folder to a campaign first")
         tables = {}
@@ -397,30 +484,49 @@ class RunStore:
                 tables[LANDSCAPES] = to_arrow(_labelled(result.landscape, labels), LANDSCAPES)
         files = {}
         if result.skipped is not None:
-            files[SKIPPED] = self._write_text(self.path / SKIPPED / f"{key}.json",
+            files[SKIPPED] = self._write_text(self.path / SKIPPED / f"{name}.json",
                                               _json({**labels, "reason": result.skipped}))
         else:
             files[TIMINGS] = self._write_text(
-                self.path / TIMINGS / f"{key}.json",
+                self.path / TIMINGS / f"{name}.json",
                 _json({**labels, "wall_time": result.wall_time, **result.info}))
             for kind, arrow in tables.items():
-                files[kind] = _atomic_write(self.path / kind / f"{key}.parquet",
+                files[kind] = _atomic_write(self.path / kind / f"{name}.parquet",
                                             lambda tmp, a=arrow: pq.write_table(a, tmp),
                                             self._mode)
-        record = {"key": key, "labels": labels, "fingerprint": self._fingerprint,
-                  "versions": self._versions,
-                  "written": datetime.now(UTC).isoformat(timespec="seconds"),
-                  "files": {_rel(kind, key): sha for kind, sha in files.items()}}
-        self._write_text(self.path / CELLS / f"{key}.json", _json(record))
+        return files
+
+    def _record(self, key: str, labels: dict[str, Any], files: dict[str, str], suffix: str = "",
+                **extra: Any) -> dict[str, Any]:
+        return {"key": key, "labels": labels, "fingerprint": self._fingerprint,
+                "versions": self._versions, **extra,
+                "written": datetime.now(UTC).isoformat(timespec="seconds"),
+                "files": {_rel(kind, key + suffix): sha for kind, sha in files.items()}}
+
+    def _write_record(self, path: Path, key: str, labels: dict[str, Any],
+                      files: dict[str, str], suffix: str = "", **extra: Any) -> None:
+        self._write_text(path, _json(self._record(key, labels, files, suffix, **extra)))
 
     def _write_text(self, path: Path, text: str) -> str:
         return _atomic_write(path, lambda tmp: Path(tmp).write_text(text), self._mode)
 
     # -- reading --------------------------------------------------------------------------------
+    def recorded(self, kind: str, keys: list[str]) -> list[Path]:
+        """The files of ``kind`` of the given finished cells, shard by shard, from their
+        records (a cell is one table, in however many shards it was written)."""
+        paths = []
+        for key in sorted(keys):
+            try:
+                files = _read_json(self.path / CELLS / f"{key}.json")["files"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            paths += [self.path / rel for rel in sorted(files) if rel.startswith(f"{kind}/")]
+        return paths
+
     def table(self, kind: str, keys: list[str]) -> pd.DataFrame:
         """Rows of ``kind`` ('trajectories', 'checkpoints' or 'landscapes') of the given
         cells."""
-        files = [p for k in sorted(keys) if (p := self.path / kind / f"{k}.parquet").exists()]
+        files = [p for p in self.recorded(kind, keys) if p.exists()]
         if not files:
             return pd.DataFrame()
         # one Arrow concatenation and one conversion: 3x faster than a pandas concat of
@@ -433,14 +539,52 @@ class RunStore:
         return frame
 
     def sidecars(self, kind: str, keys: list[str]) -> pd.DataFrame:
-        """The JSON records of ``kind`` ('skipped' or 'timings') of the given cells."""
-        files = [p for k in sorted(keys) if (p := self.path / kind / f"{k}.json").exists()]
-        return pd.DataFrame([json.loads(f.read_text()) for f in files])
+        """The JSON records of ``kind`` ('skipped' or 'timings') of the given cells, one row
+        per cell: a sharded cell's timings are summed (``wall_time``: seconds of work) and
+        their notes joined."""
+        rows = []
+        for key in sorted(keys):
+            parts = [json.loads(p.read_text()) for p in self.recorded(kind, [key]) if p.exists()]
+            if parts:
+                rows.append(_merged(parts))
+        return pd.DataFrame(rows)
 
 
-def _rel(kind: str, key: str) -> str:
-    """Where a cell's file of ``kind`` lives, relative to the run folder."""
-    return f"{kind}/{key}.{'json' if kind in (SKIPPED, TIMINGS) else 'parquet'}"
+def _rel(kind: str, name: str) -> str:
+    """Where a cell's (or shard's) file of ``kind`` lives, relative to the run folder."""
+    return f"{kind}/{name}.{'json' if kind in (SKIPPED, TIMINGS) else 'parquet'}"
+
+
+def _shard_files(key: str, shard: int, count: int, landscape: bool = False) -> list[str]:
+    """The files a shard writes (a cell of one shard: the cell's own names)."""
+    name = key if count == 1 else f"{key}.{shard:05d}"
+    return [_rel(kind, name) for kind in (TIMINGS, CHECKPOINTS, TRAJECTORIES)] + (
+        [_rel(LANDSCAPES, name)] if landscape else [])
+
+
+def _lists_shards(files: dict[str, Any], key: str, count: int) -> bool:
+    """Whether a cell record lists exactly the files of its ``count`` shards (the landscape
+    is optional, and drawn by the first shard only)."""
+    needed = {rel for shard in range(count) for rel in _shard_files(key, shard, count)}
+    return files.keys() in (needed, needed | set(_shard_files(key, 0, count, True)))
+
+
+def _merged(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One cell's sidecar records from its shards'."""
+    if len(parts) == 1:
+        return parts[0]
+    merged: dict[str, Any] = {"shards": len(parts)}
+    for part in parts:
+        for name, value in part.items():
+            if name == "wall_time":
+                merged[name] = merged.get(name, 0.0) + value
+            elif name == "warnings":
+                merged[name] = list(dict.fromkeys([*merged.get(name, []), *value]))
+            elif name not in merged:
+                merged[name] = value
+            elif name == "failure" and value not in merged[name]:
+                merged[name] = f"{merged[name]}; {value}"
+    return merged
 
 
 def _lstat_mode(path: Path) -> int:

@@ -42,6 +42,11 @@ MAX_MAX_EVALS = 10**12
 MAX_WALL_TIME = 604_800.0  # a week
 MAX_PER_OCTAVE = 64
 T_MIN_RANGE = (1e-12, 1e3)
+#: Trajectories per shard, the unit of work, of resume and of files (see
+#: :mod:`benchsuite.tasks`): large enough that numpy's per-call overhead is amortized (a step
+#: costs the same per row from about 10^4 rows on), small enough that 10^6 trajectories make
+#: 20 pieces to spread over workers and to resume from, in well under a GB each.
+DEFAULT_SHARD_SIZE = 50_000
 #: At most this many bad entries are listed in one message.
 MAX_LINES = 10
 
@@ -124,6 +129,7 @@ class RecordingSchema(_Strict):
 
     per_octave: Int = _between(1, MAX_PER_OCTAVE, _RECORDING.per_octave)
     t_min: Float = _between(*T_MIN_RANGE, _RECORDING.t_min)
+    trajectories: Int | None = _between(1, MAX_N_POINTS, _RECORDING.trajectories)
 
 
 def _default_budget() -> BudgetSchema:
@@ -143,6 +149,8 @@ class CampaignSchema(_Strict):
     budget: BudgetSchema = Field(default_factory=_default_budget)
     recording: RecordingSchema = Field(default_factory=RecordingSchema)
     certificates: Bool = True
+    shard_size: Int = _between(1, MAX_N_POINTS, DEFAULT_SHARD_SIZE)
+    executor: Name = "local"
 
 
 def validate_campaign(data: Any) -> CampaignSchema:

@@ -1,13 +1,21 @@
-"""Tasks as plain data: what a worker needs to run one cell, by name.
+"""Tasks as plain data: what a worker needs to run one shard of a cell, by name.
 
-A :class:`Task` names its problem, its integrator and hyperparameters, the seed scheme's
-inputs (``n_points``, ``seed``), the budgets, the recording and the certificate setting, and
-the versions and source digests of the code that the client planned it with. It is plain,
-JSON-able data: it pickles to any process, forked or remote. The worker resolves the names
-in *its own* plugin registry (:func:`resolve`), refuses the task if its benchsuite or plugin
-code differs from the client's (:class:`TaskRefused`, naming each difference: results would
-not be the client's), and regenerates the initial points from the seed (:func:`run_task`), so
-they never travel.
+A cell's ``n_points`` trajectories are split into shards of ``shard_size`` consecutive rows
+(the last one shorter): shard ``k`` holds trajectories ``k * shard_size`` up to the next
+shard's first. Every shard draws the cell's initial points from the seed exactly as an
+unsharded cell does and takes its own rows, so a trajectory starts from the same point
+whatever the shard size or the number of workers; it is then integrated and classified on its
+own (no quantity couples the rows of a batch), so results agree across shard sizes up to the
+rounding of batched linear algebra, and are byte-identical across worker counts.
+
+A :class:`Task` names its problem, its integrator and hyperparameters, its shard, the seed
+scheme's inputs (``n_points``, ``seed``), the budgets, the recording and the certificate
+setting, and the versions and source digests of the code that the client planned it with. It is
+plain, JSON-able data: it pickles to any process, forked or remote. The worker resolves the
+names in *its own* plugin registry (:func:`resolve`), refuses the task if its benchsuite or
+plugin code differs from the client's (:class:`TaskRefused`, naming each difference: results
+would not be the client's), and regenerates the initial points from the seed (:func:`run_task`),
+so they never travel.
 """
 
 from __future__ import annotations
@@ -16,13 +24,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from benchsuite.campaign import Campaign, Cell, initial_points
+from benchsuite.execution import TaskRefused
 from benchsuite.fingerprint import provenance
 from benchsuite.harness import Budget, CellResult, Recording, run_cell
 from benchsuite.plugins import Registry, load_registry
 
-
-class TaskRefused(RuntimeError):
-    """A worker cannot run a task as the client planned it (other code, unknown names)."""
+__all__ = ["Task", "TaskRefused", "make_task", "resolve", "run_task", "shard_count",
+           "shard_rows"]
 
 
 @dataclass(frozen=True)
@@ -39,16 +47,36 @@ class Task:
     certificates: bool
     versions: dict[str, str | None] = field(default_factory=dict)
     code: dict[str, str] = field(default_factory=dict)
+    shard: int = 0
+    shard_size: int | None = None  # None: the whole cell is one shard
+
+    @property
+    def rows(self) -> range:
+        """The cell-wide indices of this shard's trajectories."""
+        return shard_rows(self.n_points, self.shard_size, self.shard)
 
 
-def make_task(cell: Cell, campaign: Campaign, registry: Registry) -> Task:
-    """The task of ``cell`` in ``campaign``, with the provenance of its code in ``registry``."""
+def shard_count(n_points: int, shard_size: int | None) -> int:
+    """How many shards a cell of ``n_points`` trajectories has."""
+    return 1 if shard_size is None else max(1, -(-n_points // shard_size))
+
+
+def shard_rows(n_points: int, shard_size: int | None, shard: int) -> range:
+    """The cell-wide indices of the trajectories of shard ``shard``."""
+    if shard_size is None:
+        return range(n_points)
+    return range(shard * shard_size, min(n_points, (shard + 1) * shard_size))
+
+
+def make_task(cell: Cell, campaign: Campaign, registry: Registry, shard: int = 0) -> Task:
+    """The task of shard ``shard`` of ``cell`` in ``campaign``, with the provenance of its
+    code in ``registry``."""
     versions, code = provenance(registry, _names(cell.problem.name, cell.integrator.name))
     return Task(problem=cell.problem.name, integrator=cell.integrator.name,
                 params=dict(cell.integrator.params), n_points=campaign.n_points,
                 seed=campaign.seed, budget=asdict(campaign.budget),
                 recording=asdict(campaign.recording), certificates=campaign.certificates,
-                versions=versions, code=code)
+                versions=versions, code=code, shard=shard, shard_size=campaign.shard_size)
 
 
 def resolve(task: Task, registry: Registry) -> Cell:
@@ -96,12 +124,17 @@ def worker_registry() -> Registry:
 
 
 def run_task(task: Task) -> CellResult:
-    """Run one task in this process: resolve it, draw its initial points from the seed, run
-    the cell (a worker's entry point; raises :class:`TaskRefused` as above)."""
+    """Run one task in this process: resolve it, draw the cell's initial points from the seed,
+    run the shard's rows (a worker's entry point; raises :class:`TaskRefused` as above).
+
+    The first shard also draws the 2-D landscape, framing all the cell's initial points."""
     cell = resolve(task, worker_registry())
     x0 = initial_points(cell.problem, task.n_points, task.seed)
-    return run_cell(cell.problem, cell.integrator, x0, Budget(**task.budget),
-                    recording=Recording(**task.recording), certificates=task.certificates)
+    rows = task.rows
+    return run_cell(cell.problem, cell.integrator, x0[rows.start:rows.stop],
+                    Budget(**task.budget), recording=Recording(**task.recording),
+                    certificates=task.certificates, first=rows.start, frame=x0,
+                    draw_landscape=task.shard == 0)
 
 
 def _names(problem: str, integrator: str) -> list[tuple[str, str]]:

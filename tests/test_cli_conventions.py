@@ -140,14 +140,16 @@ def test_a_run_shorter_than_the_interval_still_logs_its_end():
     now = [0.0]
     log = ProgressLog(interval=30, stream=stream, clock=lambda: now[0])
     log.campaign_started(None, [1])
+    log.shards_planned(1)
     now[0] = 2
-    log.cell_finished(None, Result())
+    log.shard_finished(None, 0, Result())
     log.campaign_finished(None)
     assert stream.getvalue().splitlines() == [
         "benchsuite: 1/1 cells (100%), 2s elapsed; outcomes: none yet; 1 skipped cell"]
     stream.seek(0)
     stream.truncate()
     log.campaign_started(None, [])  # nothing to run: nothing to say
+    log.shards_planned(0)
     log.campaign_finished(None)
     assert stream.getvalue() == ""
 
@@ -162,9 +164,10 @@ def test_progress_log_waits_for_its_interval():
 
     log = ProgressLog(interval=30, stream=stream, clock=lambda: now[0])
     log.campaign_started(None, [1, 2, 3, 4])
+    log.shards_planned(4)
     for t in (10, 40, 50):
         now[0] = t
-        log.cell_finished(None, Result())
+        log.shard_finished(None, 0, Result())
     now[0] = 75
     log.campaign_finished(None)
     assert stream.getvalue().splitlines() == [
@@ -288,7 +291,12 @@ def test_list_and_verify_fit_100_columns_and_plugins_has_a_header(results, monke
     plugins = invoke("plugins").stdout.splitlines()
     assert plugins[0].split() == ["plugin", "distribution", "version", "status", "module"]
     at = plugins[0].index("status")
-    assert all(line[at:].startswith("loaded") for line in plugins[1:] if line[:1] != " ")
+    table, executors = plugins[:plugins.index("")], plugins[plugins.index("") + 1:]
+    assert all(line[at:].startswith("loaded") for line in table[1:] if line[:1] != " ")
+    assert executors[0] == "executors (--executor NAME):"
+    assert [line.split(":")[0].strip() for line in executors[1:] if line[:3] == "  d"
+            or line[:3] == "  l"] == ["dask", "local"]
+    assert max(map(len, plugins)) <= WIDTH
 
 
 def test_messages_agree_in_number():
