@@ -56,7 +56,7 @@ from benchsuite.campaign import (
     plan,
     run_campaign,
 )
-from benchsuite.execution import Interrupted, SerialExecutor
+from benchsuite.execution import ExecutorUnavailable, Interrupted, SerialExecutor
 from benchsuite.fingerprint import digest, fingerprint
 from benchsuite.harness import MAX_EXTEND
 from benchsuite.labels import display_names, renamed
@@ -606,6 +606,9 @@ def run_cmd(ctx: click.Context, campaign_file, problems, integrators, n_points, 
                              wait=wait, observers=observers)
     except (CampaignMismatch, FolderBusy) as exc:
         raise CliError(str(exc), getattr(exc, "hint", None)) from None
+    except ExecutorUnavailable as exc:
+        raise CliError(str(exc), "finished cells are kept; start the cluster (or choose "
+                       "another --executor), then run the same command again") from None
     except WorkersRefused as exc:
         raise CliError(str(exc), f"nothing was recorded for that shard; finished ones are kept in "
                        f"{run_dir}; install the client's versions on every worker, then run "

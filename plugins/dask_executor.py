@@ -28,10 +28,7 @@ from distributed import Client, Event, LocalCluster, as_completed
 from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
 
-from benchsuite.execution import TaskFailure, run_contained
-
-#: Seconds to wait for a scheduler (an address that answers nothing is an error, not a hang).
-CONNECT_TIMEOUT = 30.0
+from benchsuite.execution import ExecutorUnavailable, TaskFailure, run_contained
 
 
 class DaskExecutor:
@@ -54,9 +51,11 @@ class DaskExecutor:
     def _client(self) -> Iterator[Client]:
         if self.address:
             try:
-                client = Client(self.address, timeout=CONNECT_TIMEOUT)
+                # Dask's own connect timeout (30 s unless configured): an address that
+                # answers nothing is an error, not a hang
+                client = Client(self.address)
             except (OSError, TimeoutError) as exc:
-                raise ValueError(f"cannot reach the Dask scheduler at {self.address} "
+                raise ExecutorUnavailable(f"cannot reach the Dask scheduler at {self.address} "
                                  f"({type(exc).__name__}: {exc}); is it running, and is the "
                                  "address right (tcp://HOST:PORT)?") from exc
             with client:

@@ -145,3 +145,26 @@ def test_report_sections_are_collected_from_plugins():
 
     reg = load_registry(entry_points=False, extra_plugins={"sections": Plugin()})
     assert [s.title for s in reg.report_sections] == ["Energy per trajectory"]
+
+
+def test_entry_points_of_another_class_are_loaded(monkeypatch):
+    """The importlib_metadata backport (a dependency of Dask) makes entry_points() return its
+    own EntryPoint class: the loader once registered those objects themselves as plugins,
+    and every problem and integrator vanished without an error."""
+    import importlib.metadata
+
+    import benchsuite.plugins as plugins
+
+    class ForeignEntryPoint:  # duck-typed like importlib_metadata.EntryPoint, no subclass
+        def __init__(self, ep):
+            self.name, self.value, self.dist, self._ep = ep.name, ep.value, ep.dist, ep
+
+        def load(self):
+            return self._ep.load()
+
+    real = plugins._entry_points()
+    assert not isinstance(ForeignEntryPoint(real[0]), importlib.metadata.EntryPoint)
+    monkeypatch.setattr(plugins, "_entry_points", lambda: [ForeignEntryPoint(e) for e in real])
+    registry = plugins.load_registry(strict=True)
+    assert "mc2x2_example1" in registry.problems and "euler" in registry.integrators
+    assert set(registry.executors) >= {"local", "dask"}
