@@ -248,7 +248,8 @@ def parse_spec(spec: str) -> tuple[str, list[dict[str, Any]]]:
 
 def _unknown(kind: str, pattern: str, known: Sequence[str]) -> CampaignError:
     close = difflib.get_close_matches(pattern, known, n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else "; 'benchsuite list' shows them"
+    lister = "plugins" if kind == "executor" else "list"
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; 'benchsuite {lister}' shows them"
     return CampaignError(f"no {kind} matches {pattern!r}{hint}")
 
 

@@ -484,7 +484,8 @@ def _progress_observer(progress: bool | None, quiet: bool) -> Any:
 @click.option("--max-evals", type=int, default=None, help="Oracle-call budget per trajectory.")
 @click.option("--wall-time", type=float, default=DEFAULT_CAMPAIGN_BUDGET.wall_time,
               show_default=True,
-              help="Safety net, seconds per cell: rows it stops are undetermined, and a cell is "
+              help="Safety net, seconds per shard (a whole cell, unless it has more than "
+                   "--shard-size trajectories): rows it stops are undetermined, and a shard is "
                    "killed at twice this plus a minute. Results never depend on it unless reached.")
 @click.option("--extend", type=click.IntRange(0, MAX_EXTEND), default=None,
               help="Re-run trajectories left undetermined with every deterministic budget "
@@ -589,6 +590,15 @@ def run_cmd(ctx: click.Context, campaign_file, problems, integrators, n_points, 
     if run_dir is None:
         print_ = fingerprint(campaign, obj.registry, cells)
         run_dir = Path(results_dir) / (run_id or f"run-{digest(print_)[:10]}")
+    clash = [f"--{name.replace('_name', '')}" for name in ("executor_name", "scheduler")
+             if name in given]
+    if in_process and clash:
+        raise CliError(f"--in-process runs every shard in this process: it cannot be combined "
+                       f"with {' or '.join(clash)}", "drop one of them")
+    if "scheduler" in given and ("workers" in given or not scheduler):
+        raise CliError("--scheduler names a running cluster: give its address (tcp://HOST:PORT),"
+                       " and no -j (its size is its workers')",
+                       "start more 'dask worker' processes to grow it")
     try:
         executor = (SerialExecutor() if in_process else
                     make_executor(obj.registry, campaign.executor, workers, scheduler))

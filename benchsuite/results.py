@@ -520,7 +520,8 @@ class RunStore:
                 files = _read_json(self.path / CELLS / f"{key}.json")["files"]
             except (OSError, ValueError, KeyError, TypeError):
                 continue
-            paths += [self.path / rel for rel in sorted(files) if rel.startswith(f"{kind}/")]
+            paths += [self.path / rel for rel in sorted(files, key=_shard_order)
+                      if rel.startswith(f"{kind}/")]
         return paths
 
     def table(self, kind: str, keys: list[str]) -> pd.DataFrame:
@@ -553,6 +554,14 @@ class RunStore:
 def _rel(kind: str, name: str) -> str:
     """Where a cell's (or shard's) file of ``kind`` lives, relative to the run folder."""
     return f"{kind}/{name}.{'json' if kind in (SKIPPED, TIMINGS) else 'parquet'}"
+
+
+def _shard_order(rel: str) -> tuple[str, int]:
+    """Sort key of a cell's files: by kind, then by shard number (``.100000`` after
+    ``.99999``: zero-padding to five digits does not bound the number of shards)."""
+    stem, _, _ = rel.rpartition(".")
+    head, _, shard = stem.rpartition(".")
+    return (head, int(shard)) if shard.isdigit() and head else (stem, -1)
 
 
 def _shard_files(key: str, shard: int, count: int, landscape: bool = False) -> list[str]:

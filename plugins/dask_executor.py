@@ -48,22 +48,23 @@ class DaskExecutor:
         self.workers = workers
 
     @contextlib.contextmanager
-    def _client(self) -> Iterator[Client]:
+    def _client(self, tasks: int) -> Iterator[Client]:
         if self.address:
             try:
                 # Dask's own connect timeout (30 s unless configured): an address that
                 # answers nothing is an error, not a hang
                 client = Client(self.address)
-            except (OSError, TimeoutError) as exc:
-                raise ExecutorUnavailable(f"cannot reach the Dask scheduler at {self.address} "
-                                 f"({type(exc).__name__}: {exc}); is it running, and is the "
-                                 "address right (tcp://HOST:PORT)?") from exc
+            except (OSError, TimeoutError, ValueError) as exc:  # ValueError: a bad address
+                raise ExecutorUnavailable(
+                    f"cannot reach the Dask scheduler at {self.address} ({type(exc).__name__}: "
+                    f"{exc}); is it running, and is the address right (tcp://HOST:PORT)?"
+                ) from exc
             with client:
                 yield client
             return
         # one single-threaded worker per core: a shard is one vectorized numpy loop, so
         # threads would only contend for the same core
-        cluster = LocalCluster(n_workers=self.workers or os.cpu_count() or 1,
+        cluster = LocalCluster(n_workers=min(self.workers or os.cpu_count() or 1, tasks),
                                threads_per_worker=1, processes=True, dashboard_address=None,
                                silence_logs=logging.ERROR)
         with cluster, Client(cluster) as client:
@@ -74,7 +75,7 @@ class DaskExecutor:
         if not tasks:
             return
         token = uuid.uuid4().hex[:12]
-        with self._client() as client:
+        with self._client(len(tasks)) as client:
             cancel = Event(f"benchsuite-cancel-{token}", client=client)
             futures = {client.submit(_run_on_worker, fn, task, time_limit, cancel.name,
                                      key=f"benchsuite-{token}-{i:07d}", pure=False): i

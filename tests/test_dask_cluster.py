@@ -159,4 +159,8 @@ def test_an_unreachable_scheduler_is_an_error_not_a_hang(tmp_path):
     env = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "3s"}  # Dask's setting
     done = benchsuite("run", *SMALL, "--results-dir", str(tmp_path), "--scheduler",
                       "tcp://127.0.0.1:9", env=env, timeout=120)
-    assert done.returncode != 0 and "cannot reach the Dask scheduler" in done.stderr
+    assert done.returncode == 2 and "cannot reach the Dask scheduler" in done.stderr
+    for address in ("foo", "http://127.0.0.1:1"):  # malformed: an error at once, no traceback
+        done = benchsuite("run", *SMALL, "--results-dir", str(tmp_path), "--scheduler", address)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert "cannot reach the Dask scheduler" in done.stderr
