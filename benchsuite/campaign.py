@@ -37,8 +37,8 @@ import sys
 import tomllib
 import warnings
 import zlib
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -49,7 +49,7 @@ import pandas as pd
 
 from benchsuite.execution import Executor, TaskFailure, default_executor
 from benchsuite.fingerprint import fingerprint
-from benchsuite.harness import Budget, CellResult, Recording, failed_result
+from benchsuite.harness import Budget, CellResult, Recording, failed_result, landscape_frame
 from benchsuite.integrator import Integrator
 from benchsuite.observer import Observers
 from benchsuite.plugins import Registry
@@ -462,11 +462,17 @@ def _unfinished(cells: list[Cell], store: RunStore) -> list[tuple[Cell, list[int
                               DamagedCellWarning, stacklevel=3)
             if found.status != "ok":
                 shards.append(shard)
-        if shards:
+        if shards or _draws_landscape(cell, store):  # (none: a landscape still to draw)
             todo.append((cell, shards))
         else:  # killed between its last shard and its record
             store.finish_cell(cell.key, cell.labels)
     return todo
+
+
+def _draws_landscape(cell: Cell, store: RunStore) -> bool:
+    """Whether the cell's 2-D landscape is drawn once its shards are written (it has
+    several), rather than by the cell itself."""
+    return cell.problem.n == 2 and store.shard_count() > 1
 
 
 def make_executor(registry: Registry, name: str, workers: int | None = None,
@@ -504,8 +510,11 @@ def _run_cells(todo, campaign, registry, store, observers, executor, hard_limit,
     from benchsuite.tasks import make_task, provide_registry, run_task  # builds on this module
 
     provide_registry(registry)  # forked workers inherit it instead of loading the plugins
-    pieces, left, skipped = [], {}, []
+    pieces, left, skipped, drawing = [], {}, [], []
     for cell, shards in todo:
+        if not shards:  # every shard written by an earlier run: the landscape is left
+            drawing.append((cell, None))
+            continue
         reason = _skip_reason(cell) if len(shards) > 1 else None
         if reason is not None:  # known here: no need to ship every shard to learn it
             skipped.append((cell, reason))
@@ -515,13 +524,10 @@ def _run_cells(todo, campaign, registry, store, observers, executor, hard_limit,
     notify("shards_planned", len(pieces) + len(skipped))
     for cell, reason in skipped:
         _finish_skipped(store, cell, reason, notify)
-    if not pieces:
-        notify("campaign_finished", store.path)
-        return
-    if executor is None:
+    if executor is None and (pieces or drawing):
         executor = make_executor(registry, campaign.executor)
     tasks = [make_task(cell, campaign, registry, shard) for cell, shard in pieces]
-    outcomes = executor.run(run_task, tasks, time_limit=hard_limit)
+    outcomes = _outcomes(executor, run_task, tasks, hard_limit)
     try:
         for i, result in outcomes:
             cell, shard = pieces[i]
@@ -549,14 +555,66 @@ def _run_cells(todo, campaign, registry, store, observers, executor, hard_limit,
             left[cell.key] -= 1
             if not left[cell.key]:
                 del left[cell.key]
-                store.finish_cell(cell.key, cell.labels)
-                notify("cell_finished", cell, result)
+                if _draws_landscape(cell, store):
+                    drawing.append((cell, result))
+                else:
+                    store.finish_cell(cell.key, cell.labels)
+                    notify("cell_finished", cell, result)
             if strict and _first_fault(result) is not None:
                 raise CampaignAborted(f"strict mode: {cell.problem.name} x "
                                       f"{cell.integrator.label}: {_first_fault(result)}")
     finally:  # stop every engine's workers now, not when the generator is collected
         outcomes.close()
+    if drawing:
+        _draw_landscapes(drawing, campaign, registry, store, executor, hard_limit, notify)
     notify("campaign_finished", store.path)
+
+
+def _outcomes(executor: Executor | None, fn: Any, tasks: list[Any], hard_limit: float
+              ) -> Iterator[tuple[int, Any]]:
+    """``executor.run`` over ``tasks`` (none: nothing, and no executor needed); closing it
+    closes the executor's run, which stops its workers."""
+    if tasks:
+        yield from executor.run(fn, tasks, time_limit=hard_limit)
+
+
+def _draw_landscapes(drawing, campaign, registry, store, executor, hard_limit, notify) -> None:
+    """The landscapes of 2-D cells of several shards, framing every point their shards wrote
+    (as a cell of one shard does its own: the picture never depends on the shard size); then
+    the cells are finished."""
+    from benchsuite.tasks import make_task, run_task
+
+    tasks, owners = [], []
+    for cell, last in drawing:
+        frame = landscape_frame(store.shard_points(cell.key))
+        if frame is None:
+            empty = CellResult(pd.DataFrame(), pd.DataFrame(),
+                               info={"landscape": "no finite point to frame the landscape"})
+            _finish_drawn(store, cell, last, store.write_landscape(cell.key, cell.labels, empty),
+                          notify)
+            continue
+        tasks.append(replace(make_task(cell, campaign, registry), landscape=frame))
+        owners.append((cell, last))
+    outcomes = _outcomes(executor, run_task, tasks, hard_limit)
+    try:
+        for i, result in outcomes:
+            cell, last = owners[i]
+            if isinstance(result, TaskFailure):
+                if result.refused:
+                    raise WorkersRefused(f"a worker refused the landscape of "
+                                         f"{cell.problem.name}: {result.message}")
+                result = CellResult(pd.DataFrame(), pd.DataFrame(), info={
+                    "landscape": f"not recorded: {result.message.splitlines()[0]}"})
+            _finish_drawn(store, cell, last,
+                          store.write_landscape(cell.key, cell.labels, result), notify)
+    finally:
+        outcomes.close()
+
+
+def _finish_drawn(store, cell, last, files, notify) -> None:
+    store.finish_cell(cell.key, cell.labels, files)
+    if last is not None:  # (a cell whose shards an earlier run wrote: nothing run now)
+        notify("cell_finished", cell, last)
 
 
 def _skip_reason(cell: Cell) -> str | None:

@@ -300,7 +300,6 @@ def run_cell(
     xp: Any = None,
     certificates: bool = True,
     first: int = 0,
-    frame: np.ndarray | None = None,
     draw_landscape: bool = True,
 ) -> CellResult:
     """Run ``integrator`` on ``problem`` from every row of ``x0`` at once, and classify.
@@ -323,10 +322,10 @@ def run_cell(
     first : int
         The cell-wide index of ``x0``'s first row, when ``x0`` is one shard of a cell: rows
         are numbered (``traj``) from it, and ``recording.trajectories`` counts from 0.
-    frame : ndarray, optional
-        More points the landscape must cover (the whole cell's initial points, for a shard).
     draw_landscape : bool
-        Evaluate f on the landscape grid (2-D problems; one shard per cell is enough).
+        Evaluate f on the landscape grid (2-D problems), framing ``x0`` and the recorded
+        checkpoints; a cell of several shards draws it once they are all written
+        (:func:`landscape_frame`, :func:`landscape_grid`).
 
     Returns
     -------
@@ -364,14 +363,14 @@ def run_cell(
         traj = _replace_rows(traj, more, ["traj"])
         checkpoints = _replace_rows(checkpoints, more_cp, ["traj", "step"], redo)
     info: dict[str, Any] = {"warnings": found} if found else {}
+    traj, checkpoints = _numbered(traj, checkpoints, first, recording.trajectories)
     grid = pd.DataFrame()
     if draw_landscape:
         # the picture must never cost the trajectories: it gets what is left of the safety net
-        grid, why = landscape(problem, x0 if frame is None else np.concatenate([frame, x0]),
-                              checkpoints, seconds=budget.wall_time - (time.perf_counter() - start))
+        grid, why = landscape(problem, x0, checkpoints,
+                              seconds=budget.wall_time - (time.perf_counter() - start))
         if why:
             info["landscape"] = why
-    traj, checkpoints = _numbered(traj, checkpoints, first, recording.trajectories)
     return CellResult(traj, checkpoints, wall_time=time.perf_counter() - start, info=info,
                       landscape=grid)
 
@@ -418,7 +417,8 @@ def _time_limit(seconds: float) -> Iterator[None]:
 
 def landscape(problem: Problem, x0: np.ndarray, checkpoints: pd.DataFrame,
               seconds: float = math.inf) -> tuple[pd.DataFrame, str]:
-    """f on a grid around the points of a 2-D cell, and why it is empty where it is.
+    """f on a grid around the points of a 2-D cell (its initial points and recorded
+    checkpoints), and why it is empty where it is.
 
     Empty for other dimensions, and when f fails on the grid in any way (raises, exits,
     returns the wrong thing, or takes longer than ``seconds``, what the cell has left of its
@@ -429,16 +429,32 @@ def landscape(problem: Problem, x0: np.ndarray, checkpoints: pd.DataFrame,
     seen = [x0]
     if {"x0", "x1"} <= set(checkpoints):
         seen.append(checkpoints[["x0", "x1"]].to_numpy(dtype=np.float64))
-    points = np.concatenate(seen)
+    frame = landscape_frame(np.concatenate(seen))
+    if frame is None:
+        return pd.DataFrame(), "no finite point to frame the landscape"
+    return landscape_grid(problem, frame, seconds)
+
+
+def landscape_frame(points: np.ndarray) -> list[float] | None:
+    """``[lo0, lo1, hi0, hi1]``: the box around the finite ``points`` (shape (N, 2)), with a
+    margin, within +-LANDSCAPE_BOX; None when no point is finite. A function of the points
+    only, so a cell's landscape is the same however its trajectories were split."""
     points = points[np.isfinite(points).all(axis=1)]
     if not len(points):
-        return pd.DataFrame(), "no finite point to frame the landscape"
-    if seconds <= 0:
-        return pd.DataFrame(), "not recorded: the cell used up its wall-time safety net"
+        return None
     lo = np.clip(points.min(axis=0) - 0.5, -LANDSCAPE_BOX, LANDSCAPE_BOX)
     hi = np.clip(points.max(axis=0) + 0.5, -LANDSCAPE_BOX, LANDSCAPE_BOX)
-    g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], LANDSCAPE_GRID),
-                         np.linspace(lo[1], hi[1], LANDSCAPE_GRID))
+    return [float(v) for v in (*lo, *hi)]
+
+
+def landscape_grid(problem: Problem, frame: list[float], seconds: float = math.inf
+                   ) -> tuple[pd.DataFrame, str]:
+    """f on a LANDSCAPE_GRID x LANDSCAPE_GRID grid over ``frame`` (see :func:`landscape`)."""
+    if seconds <= 0:
+        return pd.DataFrame(), "not recorded: the cell used up its wall-time safety net"
+    lo0, lo1, hi0, hi1 = frame
+    g0, g1 = np.meshgrid(np.linspace(lo0, hi0, LANDSCAPE_GRID),
+                         np.linspace(lo1, hi1, LANDSCAPE_GRID))
     grid = np.stack([g0.ravel(), g1.ravel()], axis=1)
     try:
         with np.errstate(all="ignore"), _time_limit(seconds):

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import filelock
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -395,9 +396,7 @@ class RunStore:
             record = _read_json(path)
             files = record["files"]
             ok = (record["fingerprint"] == self._fingerprint
-                  and files.keys() in (set(_shard_files(key, shard, self.shard_count())),
-                                       set(_shard_files(key, shard, self.shard_count(),
-                                                        landscape=shard == 0))))
+                  and files.keys() == set(_shard_files(key, shard, self.shard_count())))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             return CellCheck(key, "damaged", f"the record of shard {shard} is unreadable ({exc})")
         if not ok:
@@ -455,13 +454,51 @@ class RunStore:
         self._write_record(self.path / SHARDS / f"{key}.{shard:05d}.json", key, labels,
                            files, suffix=f".{shard:05d}", shard=shard)
 
-    def finish_cell(self, key: str, labels: dict[str, Any]) -> None:
-        """Merge the records of a cell's shards into its record (the cell is done), and
-        remove them. Every shard must be written and intact."""
+    def shard_files(self, key: str, kind: str) -> list[Path]:
+        """The files of ``kind`` of an unfinished cell's written shards, in shard order."""
+        paths = []
+        for shard in range(self.shard_count()):
+            record = _read_json(self.path / SHARDS / f"{key}.{shard:05d}.json")
+            paths += [self.path / rel for rel in record["files"] if rel.startswith(f"{kind}/")]
+        return paths
+
+    def shard_points(self, key: str) -> np.ndarray:
+        """The points of a 2-D unfinished cell's written shards, shape (N, 2): every initial
+        point, and every recorded checkpoint's point (what its landscape must frame)."""
+        parts = []
+        for path in self.shard_files(key, TRAJECTORIES):
+            column = pq.read_table(path, columns=["x0"])["x0"].combine_chunks()
+            parts.append(column.flatten().to_numpy(zero_copy_only=False).reshape(-1, 2))
+        for path in self.shard_files(key, CHECKPOINTS):
+            if {"x0", "x1"} <= set(pq.read_schema(path).names):
+                table = pq.read_table(path, columns=["x0", "x1"])
+                parts.append(np.column_stack([table[c].to_numpy() for c in ("x0", "x1")]))
+        return np.concatenate(parts) if parts else np.empty((0, 2))
+
+    def write_landscape(self, key: str, labels: dict[str, Any], result: CellResult
+                        ) -> dict[str, str]:
+        """Write the landscape of a cell of several shards (``landscapes/<key>.parquet``
+        when there is one, and ``timings/<key>.landscape.json``, its time and any reason it
+        is missing); return their checksums, for :meth:`finish_cell`."""
+        timings = _rel(TIMINGS, f"{key}.landscape")
+        written = {timings: self._write_text(self.path / timings, _json(
+            {**labels, "wall_time": result.wall_time, **result.info}))}
+        if len(result.landscape):
+            arrow = to_arrow(_labelled(result.landscape, labels), LANDSCAPES)
+            written[_rel(LANDSCAPES, key)] = _atomic_write(
+                self.path / _rel(LANDSCAPES, key), lambda tmp: pq.write_table(arrow, tmp),
+                self._mode)
+        return written
+
+    def finish_cell(self, key: str, labels: dict[str, Any],
+                    landscape: dict[str, str] | None = None) -> None:
+        """Merge the records of a cell's shards, and the files of its ``landscape``
+        (:meth:`write_landscape`), into its record (the cell is done), and remove the shard
+        records. Every shard must be written and intact."""
         count = self.shard_count()
         if count == 1:
             return
-        files: dict[str, str] = {}
+        files: dict[str, str] = dict(landscape or {})
         for shard in range(count):
             files.update(_read_json(self.path / SHARDS / f"{key}.{shard:05d}.json")["files"])
         record = self._record(key, labels, {}, shards=count)
@@ -545,9 +582,12 @@ class RunStore:
         their notes joined."""
         rows = []
         for key in sorted(keys):
-            parts = [json.loads(p.read_text()) for p in self.recorded(kind, [key]) if p.exists()]
-            if parts:
-                rows.append(_merged(parts))
+            paths = [p for p in self.recorded(kind, [key]) if p.exists()]
+            if len(paths) > 1:
+                shards = sum(not p.name.endswith(".landscape.json") for p in paths)
+                rows.append(_merged([json.loads(p.read_text()) for p in paths], shards))
+            elif paths:
+                rows.append(json.loads(paths[0].read_text()))
         return pd.DataFrame(rows)
 
 
@@ -572,17 +612,19 @@ def _shard_files(key: str, shard: int, count: int, landscape: bool = False) -> l
 
 
 def _lists_shards(files: dict[str, Any], key: str, count: int) -> bool:
-    """Whether a cell record lists exactly the files of its ``count`` shards (the landscape
-    is optional, and drawn by the first shard only)."""
+    """Whether a cell record lists exactly the files of its ``count`` shards, and those of
+    its 2-D landscape where it has one (drawn by the cell itself, or, for several shards,
+    once they are written: :meth:`RunStore.write_landscape`)."""
     needed = {rel for shard in range(count) for rel in _shard_files(key, shard, count)}
-    return files.keys() in (needed, needed | set(_shard_files(key, 0, count, True)))
+    if count == 1:
+        return files.keys() in (needed, needed | set(_shard_files(key, 0, 1, True)))
+    landscape = {_rel(TIMINGS, f"{key}.landscape"), _rel(LANDSCAPES, key)}
+    return needed <= files.keys() <= needed | landscape
 
 
-def _merged(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """One cell's sidecar records from its shards'."""
-    if len(parts) == 1:
-        return parts[0]
-    merged: dict[str, Any] = {"shards": len(parts)}
+def _merged(parts: list[dict[str, Any]], shards: int) -> dict[str, Any]:
+    """One cell's timings from its shards' (and its landscape's)."""
+    merged: dict[str, Any] = {"shards": shards}
     for part in parts:
         for name, value in part.items():
             if name == "wall_time":

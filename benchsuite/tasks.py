@@ -20,13 +20,16 @@ so they never travel.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import pandas as pd
 
 from benchsuite.campaign import Campaign, Cell, initial_points
 from benchsuite.execution import TaskRefused
 from benchsuite.fingerprint import provenance
-from benchsuite.harness import Budget, CellResult, Recording, run_cell
+from benchsuite.harness import Budget, CellResult, Recording, landscape_grid, run_cell
 from benchsuite.plugins import Registry, load_registry
 
 __all__ = ["Task", "TaskRefused", "make_task", "resolve", "run_task", "shard_count",
@@ -49,6 +52,9 @@ class Task:
     code: dict[str, str] = field(default_factory=dict)
     shard: int = 0
     shard_size: int | None = None  # None: the whole cell is one shard
+    #: Set on the task that draws the 2-D landscape of a cell of several shards, once they
+    #: are written: ``[lo0, lo1, hi0, hi1]`` (:func:`benchsuite.harness.landscape_frame`).
+    landscape: list[float] | None = None
 
     @property
     def rows(self) -> range:
@@ -127,14 +133,21 @@ def run_task(task: Task) -> CellResult:
     """Run one task in this process: resolve it, draw the cell's initial points from the seed,
     run the shard's rows (a worker's entry point; raises :class:`TaskRefused` as above).
 
-    The first shard also draws the 2-D landscape, framing all the cell's initial points."""
+    A cell of one shard draws its 2-D landscape too; a cell of several gets a task of its own
+    for it (``task.landscape``, the frame), once every shard is written, so that the picture
+    frames all its points whatever the shard size."""
     cell = resolve(task, worker_registry())
+    if task.landscape is not None:
+        start = time.perf_counter()
+        grid, why = landscape_grid(cell.problem, task.landscape, task.budget["wall_time"])
+        return CellResult(pd.DataFrame(), pd.DataFrame(), wall_time=time.perf_counter() - start,
+                          info={"landscape": why} if why else {}, landscape=grid)
     x0 = initial_points(cell.problem, task.n_points, task.seed)
     rows = task.rows
     return run_cell(cell.problem, cell.integrator, x0[rows.start:rows.stop],
                     Budget(**task.budget), recording=Recording(**task.recording),
-                    certificates=task.certificates, first=rows.start, frame=x0,
-                    draw_landscape=task.shard == 0)
+                    certificates=task.certificates, first=rows.start,
+                    draw_landscape=shard_count(task.n_points, task.shard_size) == 1)
 
 
 def _names(problem: str, integrator: str) -> list[tuple[str, str]]:

@@ -67,15 +67,17 @@ def test_results_do_not_depend_on_workers_or_order(runs):
     assert one == two and any(".00002.parquet" in name for name in one)  # 3 shards per cell
 
 
-def test_the_landscape_is_drawn_once_per_cell_and_timings_add_up(runs):
+def test_the_landscape_does_not_depend_on_the_shard_size_and_timings_add_up(runs):
     _, root = runs
-    tables = load_results(root / "two")
+    tables, whole = load_results(root / "two"), load_results(root / "whole")
     land = tables["landscapes"]
     assert len(land) and (land.groupby(["problem", "integrator"]).size() == 100 * 100).all()
+    # drawn once the shards are written, framing all their points: the same picture
+    pd.testing.assert_frame_equal(land, whole["landscapes"])
     timings = tables["timings"]
     ran = tables["trajectories"][["problem", "integrator"]].drop_duplicates()
-    assert len(timings) == len(ran) and (timings["shards"] == 3).all()
-    assert (timings["wall_time"] > 0).all()
+    assert len(timings) == len(ran) and (timings["wall_time"] > 0).all()
+    assert (timings["shards"] == 3).all()
 
 
 def test_verify_checks_every_shard_and_a_folder_lists_no_shard_records_when_done(runs):
@@ -92,7 +94,7 @@ class StopAfter:
         self.n, self.given = n, []
 
     def run(self, fn, tasks, time_limit=None):
-        self.given += [(t.problem, t.integrator, t.shard) for t in tasks]
+        self.given += list(tasks)
         for i, outcome in SerialExecutor().run(fn, tasks):
             if self.n is not None and i == self.n:
                 raise KeyboardInterrupt
@@ -165,3 +167,30 @@ def test_checkpoints_of_a_subsample_leave_every_verdict_unchanged(runs, tmp_path
     cp = full["checkpoints"]
     pd.testing.assert_frame_equal(got["checkpoints"],
                                   cp[cp["traj"] < 5].reset_index(drop=True))
+
+
+class InterruptLandscapes:
+    """Runs shards, and is interrupted at the first landscape task (a Ctrl-C between a 2-D
+    cell's last shard and its picture)."""
+
+    def run(self, fn, tasks, time_limit=None):
+        for i, task in enumerate(tasks):
+            if task.landscape is not None:
+                raise KeyboardInterrupt
+            yield i, fn(task)
+
+
+def test_a_landscape_interrupted_is_drawn_by_the_resume_alone(runs, tmp_path):
+    registry, root = runs
+    small = replace(CAMPAIGN, problems=("xy_minus_one",), integrators=("euler",))
+    with pytest.raises(KeyboardInterrupt):
+        run_campaign(small, registry, tmp_path / "r", executor=InterruptLandscapes())
+    (check,) = verify_run(tmp_path / "r")
+    assert (check.status, check.detail) == ("missing", "3 of its 3 shards written")
+    again = StopAfter(None)
+    run_campaign(small, registry, tmp_path / "r", executor=again)
+    assert [t.landscape is not None for t in again.given] == [True]  # no shard run again
+    land = load_results(tmp_path / "r")["landscapes"]
+    whole = load_results(root / "whole")["landscapes"]
+    pd.testing.assert_frame_equal(land, whole[whole["integrator"] == land["integrator"].iloc[0]]
+                                  .reset_index(drop=True))
