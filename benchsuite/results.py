@@ -174,6 +174,7 @@ class RunStore:
         self._fingerprint: str | None = None
         self._versions: dict[str, Any] = {}
         self._shards: int | None = None
+        self._recorded: dict[str, list[str]] = {}  # cell -> its files, as read by recorded()
 
     def ensure_writable(self) -> None:
         """Create the run directory, or raise an error that says what to do."""
@@ -419,6 +420,7 @@ class RunStore:
         name = key if shard is None else f"{key}.{shard:05d}"
         dest = self.path / QUARANTINE / f"{name}-{stamp}"
         record = [self.path / CELLS / f"{key}.json"] if shard is None else []
+        self._recorded.pop(key, None)
         try:
             dest.mkdir(parents=True)
             for path in (*record, *self._files(name)):
@@ -545,6 +547,7 @@ class RunStore:
         self._write_text(path, _json(self._record(key, labels, files, suffix, **extra)))
 
     def _write_text(self, path: Path, text: str) -> str:
+        self._recorded.clear()  # a record may change: read them again
         return _atomic_write(path, lambda tmp: Path(tmp).write_text(text), self._mode)
 
     # -- reading --------------------------------------------------------------------------------
@@ -553,11 +556,13 @@ class RunStore:
         records (a cell is one table, in however many shards it was written)."""
         paths = []
         for key in sorted(keys):
-            try:
-                files = _read_json(self.path / CELLS / f"{key}.json")["files"]
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-            paths += [self.path / rel for rel in sorted(files, key=_shard_order)
+            if key not in self._recorded:  # a reader asks for each kind: read records once
+                try:
+                    files = _read_json(self.path / CELLS / f"{key}.json")["files"]
+                    self._recorded[key] = sorted(files, key=_shard_order)
+                except (OSError, ValueError, KeyError, TypeError):
+                    self._recorded[key] = []
+            paths += [self.path / rel for rel in self._recorded[key]
                       if rel.startswith(f"{kind}/")]
         return paths
 
