@@ -513,7 +513,7 @@ def _progress_observer(progress: bool | None, quiet: bool) -> Any:
               help="A Dask scheduler to run on (tcp://HOST:PORT; implies --executor dask). "
                    "Default: Dask's scheduler-address setting, else a local cluster.")
 @click.option("--in-process", is_flag=True,
-              help="Debugging only: run cells one by one in this process, with NO containment "
+              help="Debugging only: run shards one by one in this process, with NO containment "
                    "(a crashing or hanging oracle takes the run with it; no hard time limit).")
 @click.option("--wait", is_flag=True,
               help="If another run holds the run folder, wait for it instead of refusing.")

@@ -69,9 +69,13 @@ def benchsuite_observers() -> list[RunObserver]:
 
     * ``campaign_started(campaign, cells)``: once, with the :class:`~benchsuite.campaign.
       Campaign` and the list of :class:`~benchsuite.campaign.Cell` still to run;
-    * ``cell_finished(cell, result)``: after each cell is written to disk, with its
+    * ``shards_planned(count)``: once, with the number of shards to run (a cell of more
+      than ``shard_size`` trajectories runs as several);
+    * ``shard_finished(cell, shard, result)``: after each shard is written to disk, with its
       :class:`~benchsuite.harness.CellResult` (``trajectories``, ``checkpoints``, ``wall_time``,
-      ``skipped``, ``info``);
+      ``skipped``, ``info``; rows numbered cell-wide);
+    * ``cell_finished(cell, result)``: once a cell is written whole, with its last shard's
+      result (the whole cell's when it has one shard);
     * ``campaign_finished(run_dir)``: once, with the run directory.
 
     Use them to stream results to a tracker, send a notification or log extra diagnostics. An
