@@ -40,7 +40,9 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("shards")
     run_campaign(WHOLE, registry, root / "whole", executor=ForkExecutor(2))
     run_campaign(CAMPAIGN, registry, root / "two", executor=ForkExecutor(2))
-    run_campaign(CAMPAIGN, registry, root / "one", executor=SerialExecutor())
+    # one worker, in order, on two of the problems: their files must be the same bytes
+    run_campaign(replace(CAMPAIGN, problems=CAMPAIGN.problems[:2]), registry, root / "one",
+                 executor=SerialExecutor())
     return registry, root
 
 
@@ -64,7 +66,8 @@ def test_results_do_not_depend_on_the_shard_size(runs):
 def test_results_do_not_depend_on_workers_or_order(runs):
     _, root = runs
     one, two = files_sha(root / "one"), files_sha(root / "two")
-    assert one == two and any(".00002.parquet" in name for name in one)  # 3 shards per cell
+    assert len(one) > 24 and any(".00002.parquet" in name for name in one)  # 3 shards per cell
+    assert one == {name: sha for name, sha in two.items() if name in one}
 
 
 def test_the_landscape_does_not_depend_on_the_shard_size_and_timings_add_up(runs):
@@ -160,11 +163,13 @@ def test_a_cell_that_does_not_apply_is_written_whole(runs, tmp_path):
 
 def test_checkpoints_of_a_subsample_leave_every_verdict_unchanged(runs, tmp_path):
     registry, root = runs
-    sub = replace(CAMPAIGN, recording=Recording(trajectories=5))
+    sub = replace(CAMPAIGN, problems=CAMPAIGN.problems[:2], recording=Recording(trajectories=5))
     run_campaign(sub, registry, tmp_path / "r", executor=ForkExecutor(2))
     full, got = load_results(root / "two"), load_results(tmp_path / "r")
-    pd.testing.assert_frame_equal(got["trajectories"], full["trajectories"])
-    cp = full["checkpoints"]
+    ran = full["trajectories"]["problem"].isin(sub.problems)
+    pd.testing.assert_frame_equal(got["trajectories"],
+                                  full["trajectories"][ran].reset_index(drop=True))
+    cp = full["checkpoints"][full["checkpoints"]["problem"].isin(sub.problems)]
     pd.testing.assert_frame_equal(got["checkpoints"],
                                   cp[cp["traj"] < 5].reset_index(drop=True))
 
