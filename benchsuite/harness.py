@@ -530,9 +530,10 @@ def _isolating_step(integrator: Integrator, oracle: Oracle, state: State, xp: An
         return row_errors.state.replace(flag=xp.asarray(flag)), dict(row_errors.errors)
     except Exception as exc:
         batch = state.x.shape[0]
-        if batch == 1:
+        if batch == 1 or not integrator.pure:  # an impure step cannot be re-stepped
             flag = xp.full_like(state.flag, int(Flag.ERROR))
-            return state.replace(flag=flag), {0: f"{type(exc).__name__}: {exc}"}
+            message = f"{type(exc).__name__}: {exc}"
+            return state.replace(flag=flag), dict.fromkeys(range(batch), message)
     half = batch // 2
     parts, errors = [], {}
     for lo, hi in ((0, half), (half, batch)):

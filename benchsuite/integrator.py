@@ -19,14 +19,17 @@ hidden in the integrator. To write an integrator, a plugin must
    raises, the harness re-steps halves of the batch from the *old* state to find the rows that
    raise, which is why the step must not mutate it. An integrator that loops over rows with
    stateful per-row objects (a wrapped external solver) cannot be pure cheaply: it catches each
-   row's exception itself and raises :class:`RowErrors` with the new state of the other rows;
+   row's exception itself, raises :class:`RowErrors` with the new state of the other rows,
+   and declares ``pure = False`` (any other exception then fails the whole batch);
 4. **declare a fixed step** if it takes one: ``explicit_step`` returns the constant step h and
    ``stability_limit`` the largest h lambda for which the method is stable on x' = -lambda x
    (2 for explicit Euler and Heun, 2(1 + beta) for heavy ball, about 2.785 for classical RK4).
    The classifier's step-limit test uses both: without the declaration, a method stalled at its
    stability limit cannot be told from a converged one, and its runs end ``undetermined``;
-5. optionally override ``skip(problem)`` to say why it does not apply to a problem, and
-   ``with_horizon(state, t_end)`` to clip adaptive steps at the flow-time budget.
+5. optionally override ``skip(problem)`` to say why it does not apply to a problem,
+   ``with_horizon(state, t_end)`` to clip adaptive steps at the flow-time budget, and
+   ``with_step(h)`` to give the fixed-step variant that the plugin kit
+   (:mod:`benchsuite.testing`) measures the declared ``order`` with.
 
 Only the oracle (never the problem directly) may be called inside ``init`` and ``step``, so that
 calls are counted: ``oracle.f(X)`` (shape ``(B,)``), ``oracle.grad(X)`` (the gradient, or the
@@ -154,6 +157,9 @@ class Integrator(abc.ABC):
     adaptive: ClassVar[bool] = False
     descent: ClassVar[bool] = False
     array_api: ClassVar[bool] = True
+    #: False for a step that consumes its input state (stateful per-row solvers): it must
+    #: raise RowErrors for its faulty rows, as the harness cannot re-step such a state.
+    pure: ClassVar[bool] = True
 
     @abc.abstractmethod
     def init(self, oracle: Oracle, x0: Array) -> State:
@@ -192,6 +198,23 @@ class Integrator(abc.ABC):
     def stability_limit(self) -> float:
         """The largest h lambda for which one step is stable on x' = -lambda x (Euler: 2)."""
         return 2.0
+
+    def with_step(self, h: float) -> Self | None:
+        """This integrator with a constant step ``h``, or None if it has no fixed-step variant.
+
+        The plugin kit's convergence-order and stability checks use it (an adaptive method
+        cannot be measured by step halving otherwise). Default: when ``explicit_step`` is set,
+        the copy whose float hyperparameter equal to it is ``h``; override it when the step is
+        a hyperparameter that ``explicit_step`` does not report (an implicit method's tau, an
+        adaptive method's fixed-step mode).
+        """
+        current = self.explicit_step
+        if current is None:
+            return None
+        for name, value in self.params.items():
+            if isinstance(value, float) and value == current:
+                return self.with_params(**{name: float(h)})
+        return None
 
     @property
     def params(self) -> dict[str, Any]:

@@ -97,6 +97,9 @@ class ProximalPoint(Integrator):
         require_positive(self.name, tau=self.tau, tol=self.tol, min_tau=self.min_tau,
                          max_inner=self.max_inner, memory=self.memory)
 
+    def with_step(self, h: float) -> ProximalPoint:
+        return self.with_params(tau=float(h))
+
     def skip(self, problem: Problem) -> str | None:
         if problem.prox is None and not problem.smooth:
             return (f"{problem.name} is nonsmooth and has no prox: the proximal subproblem has "

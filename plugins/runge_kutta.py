@@ -134,6 +134,9 @@ class EmbeddedRK(Integrator):
     def stability_limit(self) -> float:
         return real_stability_limit(self.tableau)
 
+    def with_step(self, h: float) -> EmbeddedRK:
+        return self.with_params(fixed_step=float(h))
+
     def init(self, oracle: Oracle, x0: Array) -> RKState:
         xp = namespace(x0)
         k1 = -oracle.grad(x0)

@@ -59,6 +59,7 @@ class ScipyIVP(Integrator):
     requires = frozenset({"grad"})
     adaptive = True
     array_api = False
+    pure = False  # scipy's solvers are stateful: a step consumes the old state
 
     def __post_init__(self) -> None:
         require_positive(self.name, rtol=self.rtol, atol=self.atol)

@@ -57,6 +57,9 @@ class SubgradientMethod(Integrator):
         # a constant schedule is explicit Euler with h = c, and stalls like it
         return self.c if self.schedule == "constant" else None
 
+    def with_step(self, h: float) -> SubgradientMethod:
+        return self.with_params(schedule="constant", c=float(h))
+
     def skip(self, problem: Problem) -> str | None:
         if self.schedule == "polyak" and not math.isfinite(problem.f_star):
             return f"Polyak steps need a finite f_star, and {problem.name} is unbounded below"

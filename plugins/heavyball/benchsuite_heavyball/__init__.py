@@ -26,10 +26,14 @@ class HeavyBallState(State):
 class HeavyBall(Integrator):
     """Heavy-ball momentum: x+ = x - h grad f(x) + beta (x - x_prev).
 
+    For a small h the iterates follow the gradient flow sped up by 1/(1 - beta) (the momentum
+    sums the geometric series of past steps), so each step advances flow time by
+    h / (1 - beta): counting h alone would make the method inconsistent with the flow.
+
     Parameters
     ----------
     h : float
-        Step size, > 0; flow time advances by h per step.
+        Step size, > 0; flow time advances by h / (1 - beta) per step.
     beta : float
         Momentum in [0, 1); beta = 0 is explicit Euler.
     """
@@ -63,7 +67,7 @@ class HeavyBall(Integrator):
     def step(self, oracle, state):
         g = oracle.grad(state.x)
         x_new = state.x - self.h * g + self.beta * (state.x - state.x_prev)
-        return state.replace(x=x_new, x_prev=state.x, t=state.t + self.h)
+        return state.replace(x=x_new, x_prev=state.x, t=state.t + self.h / (1.0 - self.beta))
 
 
 def _rosenbrock_f(X):

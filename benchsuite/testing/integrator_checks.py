@@ -1,0 +1,447 @@
+"""Conformance checks of an :class:`~benchsuite.integrator.Integrator` (one small function each).
+
+They run the integrator on reference problems of known flow (:mod:`benchsuite.testing.reference`)
+through a counting :class:`~benchsuite.oracle.Oracle`, exactly as the harness does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from benchsuite.arrays import to_numpy
+from benchsuite.integrator import Integrator, State
+from benchsuite.oracle import Oracle, OracleError
+from benchsuite.problem import NAME_PATTERN, Problem
+from benchsuite.testing.findings import Context, check, fail, skip, warn
+from benchsuite.testing.reference import (
+    A_REF,
+    X0_REF,
+    exact_flow,
+    oracle_variants,
+    product,
+    quadratic,
+)
+
+ORACLE_NAMES = frozenset({"grad", "subgrad", "prox"})
+STEPS = 5
+
+
+class _CountingOracle(Oracle):
+    """An oracle that also counts its own invocations (any rows)."""
+
+    def __init__(self, problem: Problem, n_traj: int) -> None:
+        super().__init__(problem, n_traj)
+        self.invocations = 0
+
+    def f(self, X, rows=None):
+        self.invocations += 1
+        return super().f(X, rows)
+
+    def grad(self, X, rows=None):
+        self.invocations += 1
+        return super().grad(X, rows)
+
+    def prox(self, X, tau, rows=None):
+        self.invocations += 1
+        return super().prox(X, tau, rows)
+
+
+def _host(state: State) -> dict[str, Any]:
+    """Host copies of every numeric array field of a state (not object arrays of solvers)."""
+    out = {}
+    for fld in dataclasses.fields(state):
+        value = getattr(state, fld.name)
+        if hasattr(value, "shape") and hasattr(value, "dtype") and \
+                np.dtype(to_numpy(value).dtype).kind in "biuf":
+            out[fld.name] = np.array(to_numpy(value), copy=True)
+    return out
+
+
+def _run(integrator: Integrator, problem: Problem, x0: np.ndarray, steps: int = STEPS
+         ) -> tuple[State, Oracle]:
+    oracle = Oracle(problem, x0.shape[0])
+    state = integrator.init(oracle, x0)
+    for _ in range(steps):
+        state = integrator.step(oracle, state)
+    return state, oracle
+
+
+def _applicable(integrator: Integrator, problems: list[Problem]) -> list[Problem]:
+    return [p for p in problems if integrator.skip(p) is None]
+
+
+def _reference(integrator: Integrator) -> Problem:
+    """The first oracle variant the integrator runs on (the quadratic with a prox, usually)."""
+    found = _applicable(integrator, oracle_variants())
+    if not found:
+        skip("the integrator skips every reference problem (smooth and nonsmooth, with and "
+             "without a prox)")
+    return found[0]
+
+
+def _start(problem: Problem, ctx: Context, batch: int = 6) -> np.ndarray:
+    return problem.sample(ctx.rng(), batch)
+
+
+@check("integrator")
+def check_declaration(integrator: Integrator, ctx: Context) -> str:
+    """Name, description, ``requires``, ``order``, the flags and the fixed-step declaration are
+    well formed; hyperparameters are the fields of a frozen dataclass, and
+    ``with_params(**params)`` rebuilds an equal integrator with the same label."""
+    if not dataclasses.is_dataclass(integrator):
+        fail("not a dataclass: declare @dataclass(frozen=True) with the hyperparameters as "
+             "fields")
+    params = type(integrator).__dataclass_params__
+    if not params.frozen:
+        fail("the dataclass is not frozen: hyperparameters must not change after creation")
+    if not isinstance(getattr(integrator, "name", None), str) or \
+            not NAME_PATTERN.match(integrator.name):
+        fail(f"name {getattr(integrator, 'name', None)!r} is not lowercase letters, digits and "
+             "'_-.=,[]'")
+    if not integrator.summary() or integrator.summary() == integrator.name:
+        warn("no description: give the class a docstring whose first line says what it is")
+    requires = integrator.requires
+    if not isinstance(requires, frozenset | set) or not requires or \
+            not set(requires) <= ORACLE_NAMES:
+        fail(f"requires = {requires!r}: a non-empty subset of {sorted(ORACLE_NAMES)}")
+    order = integrator.order
+    if order is not None and (isinstance(order, bool) or not isinstance(order, int)
+                              or order < 1):
+        fail(f"order = {order!r}: a positive int, or None")
+    for flag in ("adaptive", "descent", "array_api"):
+        if not isinstance(getattr(integrator, flag), bool):
+            fail(f"{flag} = {getattr(integrator, flag)!r}: True or False")
+    h = integrator.explicit_step
+    if h is not None and not (isinstance(h, int | float) and 0 < h < math.inf):
+        fail(f"explicit_step = {h!r}: a finite step > 0, or None")
+    limit = integrator.stability_limit
+    if not (isinstance(limit, int | float) and 0 < limit < math.inf):
+        fail(f"stability_limit = {limit!r}: a finite number > 0")
+    again = integrator.with_params(**integrator.params)
+    if again != integrator or again.label != integrator.label:
+        fail(f"with_params(**params) gave {again.label}, not {integrator.label}")
+    return integrator.label
+
+
+@check("integrator")
+def check_state(integrator: Integrator, ctx: Context) -> str:
+    """``init`` and ``step`` return a State with x (B, n), t (B,) and flag (B,) integers; t
+    starts at 0 and grows; every oracle call goes through the oracle (counted)."""
+    problem = _reference(integrator)
+    raw = {"calls": 0}
+
+    def counted(fn):
+        def wrapper(*args):
+            raw["calls"] += 1
+            return fn(*args)
+        return wrapper
+
+    spy = dataclasses.replace(problem, f=counted(problem.f),
+                              grad=problem.grad and counted(problem.grad),
+                              subgrad=problem.subgrad and counted(problem.subgrad),
+                              prox=problem.prox and counted(problem.prox))
+    x0 = _start(spy, ctx)
+    oracle = _CountingOracle(spy, x0.shape[0])
+    state = integrator.init(oracle, x0)
+    if not isinstance(state, State):
+        fail(f"init returned {type(state).__name__}, expected a benchsuite.State (or subclass)")
+    if np.any(_host(state)["t"] != 0.0):
+        fail("init's state does not start at flow time t = 0")
+    for _ in range(STEPS):
+        new = integrator.step(oracle, state)
+        if not isinstance(new, State):
+            fail(f"step returned {type(new).__name__}, expected a State")
+        host = _host(new)
+        for name, shape in (("x", x0.shape), ("t", x0.shape[:1]), ("flag", x0.shape[:1])):
+            if host[name].shape != shape:
+                fail(f"state.{name} has shape {host[name].shape}, expected {shape}")
+        if host["flag"].dtype.kind not in "iu":
+            fail(f"state.flag has dtype {host['flag'].dtype}, expected integers (Flag values)")
+        if np.any(host["t"] < _host(state)["t"]):
+            fail("flow time t decreased in a step")
+        state = new
+    host = _host(state)
+    running = host["flag"] == 0
+    if running.any() and not np.all(host["t"][running] > 0):
+        fail(f"after {STEPS} steps some running rows are still at t = 0: add each accepted "
+             "step to state.t")
+    if raw["calls"] != oracle.invocations:
+        fail(f"{raw['calls'] - oracle.invocations} of {raw['calls']} calls to the problem's "
+             "oracles bypassed the counting oracle: call oracle.f, oracle.grad and "
+             "oracle.prox, never oracle.problem's functions")
+    return f"{STEPS} steps on {problem.name}"
+
+
+@check("integrator")
+def check_pure_step(integrator: Integrator, ctx: Context) -> str:
+    """A step does not modify its input state, and the same state stepped twice gives the same
+    new state (the harness re-steps halves of a batch from the old state to find a row that
+    raises)."""
+    if not integrator.pure:
+        skip("declares pure = False: its step consumes its state (and must raise RowErrors "
+             "for faulty rows)")
+    problem = _reference(integrator)
+    x0 = _start(problem, ctx)
+    oracle = Oracle(problem, x0.shape[0])
+    state = integrator.init(oracle, x0)
+    state = integrator.step(oracle, state)
+    before = _host(state)
+    first = _host(integrator.step(oracle, state))
+    after = _host(state)
+    for name, value in before.items():
+        if not np.array_equal(value, after[name], equal_nan=True):
+            fail(f"step modified state.{name} of its input state in place: return a new "
+                 "state (state.replace(...)) and leave the old one intact")
+    second = _host(integrator.step(oracle, state))
+    for name, value in first.items():
+        if not np.array_equal(value, second[name], equal_nan=True):
+            fail(f"stepping the same state twice gave two different state.{name}: a step must "
+                 "be a function of its input state (no hidden state, no randomness)")
+    return "input untouched, repeatable"
+
+
+@check("integrator")
+def check_rows_independent(integrator: Integrator, ctx: Context) -> str:
+    """A row's trajectory does not depend on the other rows: stepped alone, in a permuted batch
+    or beside other rows, it gives the same points and flow times."""
+    problem = _reference(integrator)
+    X = _start(problem, ctx, 6)
+    other = problem.sample(ctx.rng(1), 6)
+    full = _host(_run(integrator, problem, X)[0])
+    perm = np.array([4, 0, 5, 2, 1, 3])
+    mixed = other.copy()
+    mixed[2] = X[2]
+    cases = [("alone", _run(integrator, problem, X[2:3])[0], [2], [0]),
+             ("in a permuted batch", _run(integrator, problem, X[perm])[0], perm, range(6)),
+             ("beside other rows", _run(integrator, problem, mixed)[0], [2], [2])]
+    for how, state, rows_full, rows_here in cases:
+        got = _host(state)
+        for name in ("x", "t"):
+            want = full[name][list(rows_full)]
+            have = got[name][list(rows_here)]
+            if not np.allclose(have, want, rtol=1e-12, atol=1e-14 * (1 + np.abs(want).max())):
+                fail(f"rows stepped {how} differ from the same rows of the whole batch "
+                     f"(state.{name}): a row's step must depend on its own state only (a "
+                     "per-row step size, not a batch minimum)")
+    return f"{STEPS} steps, 3 batchings"
+
+
+def _constant_step(integrator: Integrator, ctx: Context) -> float | None:
+    """The flow-time step if every row advanced by the same dt at each of 5 steps on the
+    reference quadratic, else None."""
+    problem = _reference(integrator)
+    x0 = _start(problem, ctx)
+    oracle = Oracle(problem, x0.shape[0])
+    state = integrator.init(oracle, x0)
+    times = [to_numpy(state.t).copy()]
+    for _ in range(STEPS):
+        state = integrator.step(oracle, state)
+        times.append(np.array(to_numpy(state.t), copy=True))
+    dt = np.diff(np.stack(times), axis=0)
+    first = dt.flat[0]
+    return float(first) if first > 0 and np.allclose(dt, first, rtol=1e-12, atol=0) else None
+
+
+def _growth(integrator: Integrator, h_lambda: float, h: float, steps: int = 400) -> float:
+    """|x_N| / |x_0| after N steps on x' = -lambda x with lambda = h_lambda / h (inf when
+    the row stopped on a non-finite value)."""
+    lam = h_lambda / h
+    problem = quadratic(np.array([[lam]]))
+    x0 = np.array([[1.0]])
+    oracle = Oracle(problem, 1)
+    state = integrator.init(oracle, x0)
+    for _ in range(steps):
+        state = integrator.step(oracle, state)
+        host = _host(state)
+        if host["flag"][0] != 0 or not np.isfinite(host["x"]).all():
+            return math.inf
+        if abs(host["x"][0, 0]) > 1e12:
+            return math.inf
+    return float(abs(_host(state)["x"][0, 0]))
+
+
+@check("integrator")
+def check_fixed_step(integrator: Integrator, ctx: Context) -> str:
+    """A method with a constant step that is unstable on x' = -lambda x for large h lambda
+    declares ``explicit_step`` and ``stability_limit``, and the declared limit is the true one:
+    stable at 0.9 times it, unstable at 1.1 times it (400 steps). Without the declaration, a
+    run stalled at the stability limit is called converged or undetermined."""
+    subject = integrator
+    if _constant_step(integrator, ctx) is None:
+        variant = integrator.with_step(0.05)
+        if variant is None:
+            skip("no constant step (adaptive or diminishing) and no fixed-step variant")
+        subject = variant
+    dt = _constant_step(subject, ctx)
+    if dt is None:
+        fail(f"{subject.label} (the fixed-step variant) does not take a constant step")
+    h = subject.explicit_step
+    if h is None:
+        for h_lambda in (3.0, 10.0, 100.0):
+            if _growth(subject, h_lambda, dt) > 10.0:
+                fail(f"{subject.label} takes a constant step dt = {dt:g} and is unstable on "
+                     f"x' = -lambda x at dt lambda = {h_lambda:g}, but declares no "
+                     "explicit_step and stability_limit")
+        return f"{subject.label}: constant step, stable up to dt lambda = 100 (implicit)"
+    limit = subject.stability_limit
+    stable, unstable = _growth(subject, 0.9 * limit, h), _growth(subject, 1.1 * limit, h)
+    if not stable <= 10.0:
+        fail(f"{subject.label} declares stability_limit {limit:g} but grows by {stable:.3g} "
+             f"at h lambda = {0.9 * limit:.4g}: the declared limit is too high")
+    if not unstable > 10.0:
+        fail(f"{subject.label} declares stability_limit {limit:g} but stays bounded at "
+             f"h lambda = {1.1 * limit:.4g}: the declared limit is too low")
+    return f"{subject.label}: h = {h:g}, stable at 0.9 x {limit:.4g}, unstable at 1.1 x"
+
+
+@check("integrator")
+def check_order(integrator: Integrator, ctx: Context) -> str:
+    """The declared order is confirmed by step halving: on the reference quadratic (exact flow
+    exp(-A t) x0) the error at t = 1 of the fixed-step variant falls like h^order (measured
+    slope >= order - 0.3 over four halvings)."""
+    order = integrator.order
+    if order is None:
+        skip("no order declared")
+    problem = quadratic()
+    if integrator.skip(problem) is not None:
+        skip(f"skips the reference quadratic: {integrator.skip(problem)}")
+    base = 0.02 if order <= 2 else 0.1
+    steps, errors = [], []
+    for k in range(4):
+        variant = integrator.with_step(base / 2**k)
+        if variant is None:
+            skip(f"declares order {order} but offers no fixed-step variant (override "
+                 "with_step) to measure it")
+        dt = _constant_step(variant, ctx)
+        if dt is None:
+            fail(f"with_step({base / 2**k:g}) gave {variant.label}, which does not take a "
+                 "constant step")
+        state, _ = _run(variant, problem, X0_REF, steps=round(1.0 / dt))
+        host = _host(state)
+        exact = exact_flow(A_REF, X0_REF, host["t"])
+        steps.append(dt)
+        errors.append(np.abs(host["x"] - exact).max())
+    usable = [(h, e) for h, e in zip(steps, errors, strict=True) if e > 1e-13]
+    if len(usable) < 3:
+        skip(f"errors {errors} reach rounding level: order cannot be measured")
+    slope = float(np.polyfit(np.log([h for h, _ in usable]), np.log([e for _, e in usable]),
+                             1)[0])
+    if slope < order - 0.3:
+        fail(f"declares order {order}, but the error falls like h^{slope:.2f} under step "
+             f"halving (errors {', '.join(f'{e:.2e}' for _, e in usable)})")
+    if slope > order + 0.7:
+        warn(f"declares order {order}, but the error falls like h^{slope:.2f}: declare the "
+             "higher order")
+    return f"measured order {slope:.2f}"
+
+
+@check("integrator")
+def check_descent(integrator: Integrator, ctx: Context) -> str:
+    """An integrator that declares ``descent = True`` never increases f, over 30 steps from 8
+    sampled points on each reference problem it runs on (convex, nonconvex, nonsmooth)."""
+    if not integrator.descent:
+        skip("does not claim descent")
+    problems = _applicable(integrator, [*oracle_variants(), product()])
+    for problem in problems:
+        x0 = problem.sample(ctx.rng(2), 8)
+        oracle = Oracle(problem, 8)
+        state = integrator.init(oracle, x0)
+        prev = np.asarray(to_numpy(problem.f(state.x)))
+        for k in range(30):
+            state = integrator.step(oracle, state)
+            now = np.asarray(to_numpy(problem.f(state.x)))
+            rose = now > prev + 1e-12 * (1.0 + np.abs(prev))
+            if rose.any():
+                fail(f"declares descent, but f rose on {problem.name} at step {k + 1} "
+                     f"(from {prev[rose][0]:.10g} to {now[rose][0]:.10g})")
+            prev = now
+    return f"{len(problems)} reference problems, 30 steps"
+
+
+def _numeric_fields(integrator: Integrator) -> list[tuple[str, Any]]:
+    return [(f.name, getattr(integrator, f.name)) for f in dataclasses.fields(integrator)
+            if isinstance(getattr(integrator, f.name), int | float)
+            and not isinstance(getattr(integrator, f.name), bool)]
+
+
+@check("integrator")
+def check_hyperparameters(integrator: Integrator, ctx: Context) -> str:
+    """``with_params`` refuses NaN for every numeric hyperparameter, and a string for a number,
+    with an error that names it; accepting a negative value where the default is positive is a
+    warning."""
+    fields = _numeric_fields(integrator)
+    if not fields:
+        skip("no numeric hyperparameters")
+    accepted_negative = []
+    for name, value in fields:
+        for bad, kind in ((math.nan, "NaN"), ("fast", "a string")):
+            try:
+                integrator.with_params(**{name: bad})
+            except (ValueError, TypeError) as exc:
+                if name not in str(exc):
+                    warn(f"{name}={bad!r} is refused, but the error does not name {name}: "
+                         f"{exc}")
+                continue
+            fail(f"with_params({name}={bad!r}) was accepted: validate {kind} in "
+                 "__post_init__ (benchsuite.integrator.require_positive, say)")
+        if value > 0:
+            try:
+                integrator.with_params(**{name: -value})
+            except (ValueError, TypeError):
+                continue
+            accepted_negative.append(f"{name}={-value!r}")
+    if accepted_negative:
+        warn(f"accepts {', '.join(accepted_negative)}: is a negative value meaningful?")
+    return f"{len(fields)} numeric hyperparameters validated"
+
+
+@check("integrator")
+def check_requires(integrator: Integrator, ctx: Context) -> str:
+    """``skip`` agrees with ``requires``: a gradient method skips nonsmooth problems, a method
+    that does not skip a problem runs on it without calling an oracle it lacks, and ``skip``
+    returns a reason string or None."""
+    found = []
+    for problem in oracle_variants():
+        reason = integrator.skip(problem)
+        if reason is not None and not (isinstance(reason, str) and reason.strip()):
+            fail(f"skip({problem.name}) returned {reason!r}: a reason string, or None")
+        if "grad" in integrator.requires and not problem.smooth and reason is None:
+            fail(f"requires grad, but does not skip the nonsmooth {problem.name}")
+        if reason is not None:
+            found.append(f"skips {problem.name}")
+            continue
+        try:
+            _run(integrator, problem, problem.sample(ctx.rng(), 4), steps=3)
+        except OracleError as exc:
+            fail(f"runs on {problem.name} (skip returned None) but {exc}: add the oracle to "
+                 "requires, or skip such problems")
+        found.append(f"runs on {problem.name}")
+    return "; ".join(found)
+
+
+@check("integrator")
+def check_array_api(integrator: Integrator, ctx: Context) -> str:
+    """Under ``array_api_strict``, the state stays in that namespace and 5 steps give the numpy
+    trajectory, when the integrator claims array-API genericity (``array_api=True``)."""
+    if not integrator.array_api:
+        skip("numpy-only integrator (array_api=False)")
+    try:
+        import array_api_strict as xps
+    except ImportError:
+        skip("array_api_strict is not installed (pip install array-api-strict)")
+    problem = _reference(integrator)
+    x0 = _start(problem, ctx, 4)
+    want = _host(_run(integrator, problem, x0)[0])
+    state, _ = _run(integrator, problem, xps.asarray(x0))
+    if type(state.x).__module__.split(".")[0] != "array_api_strict":
+        fail(f"state.x became {type(state.x).__module__}.{type(state.x).__name__}: compute in "
+             "the input's namespace (array_api_compat.array_namespace(x))")
+    got = _host(state)
+    if not np.allclose(got["x"], want["x"], rtol=1e-10, atol=1e-12):
+        fail(f"the trajectory under array_api_strict differs from numpy by "
+             f"{np.abs(got['x'] - want['x']).max():.3g}")
+    return f"{STEPS} steps on {problem.name}"

@@ -1,0 +1,524 @@
+"""Conformance checks of a :class:`~benchsuite.problem.Problem` (one small function each).
+
+Every check draws its points from the problem's own sampler with a fixed seed, so a finding is
+reproducible. Tolerances are relative to the scale of the quantities compared, so that a problem
+in other units gets the same findings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from scipy.integrate import solve_ivp
+from scipy.optimize import minimize
+
+from benchsuite.arrays import to_numpy
+from benchsuite.oracle import is_real_floating
+from benchsuite.problem import NAME_PATTERN, Problem, Verdict
+from benchsuite.testing.findings import Context, check, fail, skip, warn
+from benchsuite.testing.reference import descend
+from benchsuite.vocabulary import CONFIDENT
+
+EPS = np.finfo(np.float64).eps
+ROLES = ("benchmark", "negative control", "exploratory probe")
+#: Labels a certificate may return: a landscape outcome a theorem proves, or "" (silent).
+CERTIFICATE_LABELS = frozenset({"", *(str(o) for o in CONFIDENT)})
+TAUS = (0.01, 0.3, 2.0)
+
+
+def _points(problem: Problem, batch: int, ctx: Context, offset: int = 0) -> np.ndarray:
+    return np.asarray(problem.sample(ctx.rng(offset), batch), dtype=np.float64)
+
+
+def _values(problem: Problem, X: np.ndarray) -> np.ndarray:
+    return np.asarray(to_numpy(problem.f(X)), dtype=np.float64)
+
+
+def _first_order(problem: Problem, X: np.ndarray) -> np.ndarray:
+    return np.asarray(to_numpy(problem.first_order(X)), dtype=np.float64)
+
+
+def _descended(problem: Problem, ctx: Context) -> tuple[np.ndarray, np.ndarray]:
+    """32 sampled points after 300 Armijo descent steps (shared by several checks)."""
+    return ctx.cached("descended", lambda: descend(problem, _points(problem, 32, ctx, 11)))
+
+
+def _oracles(problem: Problem) -> list[tuple[str, Any]]:
+    """(name, function of X) for every batched oracle the problem has."""
+    found = [("f", problem.f), ("grad" if problem.smooth else "subgrad", problem.first_order)]
+    if problem.prox is not None:
+        found += [(f"prox(tau={tau})", lambda X, tau=tau: problem.prox(X, tau))
+                  for tau in (0.01, 1.0)]
+    if problem.invariant is not None:
+        found.append(("invariant", problem.invariant))
+    return found
+
+
+def _where_rows(mask: np.ndarray, limit: int = 3) -> str:
+    rows = np.flatnonzero(mask)
+    shown = ", ".join(str(r) for r in rows[:limit])
+    return f"row{'s' if rows.size > 1 else ''} {shown}{', ...' if rows.size > limit else ''}"
+
+
+@check("problem")
+def check_metadata(problem: Problem, ctx: Context) -> str:
+    """Name, description, theory and critical values are well formed and consistent with
+    f_star: verdicts are Verdict values with a source, no critical value lies below f_star, an
+    attained infimum is finite and, where the critical values are declared complete, among
+    them."""
+    if not NAME_PATTERN.match(problem.name):
+        fail(f"name {problem.name!r} is not lowercase letters, digits and '_-.=,[]'")
+    if not problem.description.strip():
+        fail("description is empty: its first line is the listing")
+    if problem.role not in ROLES:
+        fail(f"role {problem.role!r} is none of {ROLES}")
+    theory = problem.theory
+    for key in ("bounded_trajectories", "spurious_local_minima", "spurious_minima_at_infinity"):
+        if not isinstance(getattr(theory, key), Verdict):
+            fail(f"theory.{key} is {getattr(theory, key)!r}, not a benchsuite.Verdict")
+    if not theory.source.strip():
+        fail("theory.source is empty: cite the paper, section or equation")
+    if problem.attained and not math.isfinite(problem.f_star):
+        fail(f"attained=True with f_star = {problem.f_star}: an infinite infimum is never "
+             "attained")
+    low = [v for v in problem.critical_values
+           if not v >= problem.f_star - 1e-12 * (1 + abs(problem.f_star))]
+    if low:
+        fail(f"critical values {low} lie below f_star = {problem.f_star}")
+    if problem.critical_values_complete and problem.attained and not any(
+            abs(v - problem.f_star) <= 1e-12 * (1 + abs(v)) for v in problem.critical_values):
+        fail(f"critical_values_complete=True, but the attained infimum f_star = "
+             f"{problem.f_star} (the value of every global minimizer, a critical point) is "
+             "not listed")
+    if not isinstance(problem.params, Mapping) or any(
+            not isinstance(k, str) for k in problem.params):
+        fail("params must map parameter names (str) to values")
+    return f"role {problem.role}, f_star {problem.f_star}, {len(problem.critical_values)} "\
+           "critical value(s)"
+
+
+@check("problem")
+def check_sampler(problem: Problem, ctx: Context) -> str:
+    """``sample(rng, B)`` returns a finite float64 numpy array of shape (B, n), the same for
+    the same seed and different for another seed, for B = 1 and B = 64."""
+    for batch in (1, 64):
+        X = problem.sample(ctx.rng(), batch)
+        if not isinstance(X, np.ndarray):
+            fail(f"sample returned {type(X).__name__}, expected a numpy array (initial points "
+                 "are drawn on the host, then moved to the backend)")
+        if X.shape != (batch, problem.n):
+            fail(f"sample(rng, {batch}) has shape {X.shape}, expected {(batch, problem.n)}")
+        if X.dtype != np.float64:
+            fail(f"sample returned dtype {X.dtype}, expected float64")
+        if not np.all(np.isfinite(X)):
+            fail(f"sample returned non-finite points at {_where_rows(~np.isfinite(X).all(1))}")
+    again = problem.sample(ctx.rng(), 64)
+    if not np.array_equal(X, again):
+        fail("two generators with the same seed gave different points: draw only from the rng "
+             "argument, never from numpy's global state")
+    if np.array_equal(X, problem.sample(ctx.rng(1), 64)):
+        fail("two different seeds gave the same points: the rng argument is ignored")
+    return "seeded, (B, n) float64, finite"
+
+
+@check("problem")
+def check_oracle_shapes(problem: Problem, ctx: Context) -> str:
+    """f returns (B,), the gradient or subgradient and the prox (B, n), the invariant (B, k):
+    real floating arrays, finite at sampled points (a negative control may warn)."""
+    X = _points(problem, 16, ctx)
+    for name, fn in _oracles(problem):
+        out = fn(X)
+        expected = {"f": (16,), "invariant": None}.get(name, (16, problem.n))
+        shape = tuple(getattr(out, "shape", ()))
+        if expected is None:
+            if len(shape) != 2 or shape[0] != 16:
+                fail(f"invariant returned shape {shape}, expected (B, k) = (16, k)")
+        elif shape != expected:
+            fail(f"{name} returned shape {shape} for a batch of shape {X.shape}, expected "
+                 f"{expected}: oracles are batched over the first axis")
+        if not is_real_floating(out):
+            fail(f"{name} returned dtype {getattr(out, 'dtype', type(out))}, expected a real "
+                 "floating dtype (float64)")
+        bad = ~np.isfinite(np.asarray(to_numpy(out), dtype=np.float64).reshape(16, -1)).all(1)
+        if bad.any():
+            message = f"{name} is not finite at sampled points ({_where_rows(bad)})"
+            if problem.role == "negative control":
+                warn(message)
+            fail(message + ": trajectories starting there fail at once")
+    return f"{', '.join(name for name, _ in _oracles(problem))}: shapes and dtypes"
+
+
+@check("problem")
+def check_rows_independent(problem: Problem, ctx: Context) -> str:
+    """A row's values do not depend on the rest of the batch: each oracle on a batch equals
+    the same oracle on the rows alone, on a permuted batch and on a batch whose other rows
+    changed."""
+    X = _points(problem, 8, ctx)
+    other = _points(problem, 8, ctx, 1)
+    perm = np.array([3, 0, 7, 1, 6, 2, 5, 4])
+    mixed = other.copy()
+    mixed[0] = X[0]
+    for name, fn in _oracles(problem):
+        full = np.asarray(to_numpy(fn(X)), dtype=np.float64)
+        scale = 1e-10 * (1.0 + np.abs(full))
+        cases = [("alone", fn(X[:1]), full[:1], scale[:1]),
+                 ("in a permuted batch", fn(X[perm]), full[perm], scale[perm]),
+                 ("with other rows changed", fn(mixed)[:1], full[:1], scale[:1]),
+                 ("in a batch of 3", fn(X[5:8]), full[5:8], scale[5:8])]
+        for how, got, want, tol in cases:
+            got = np.asarray(to_numpy(got), dtype=np.float64)
+            if got.shape != want.shape or not np.all(
+                    (np.abs(got - want) <= tol) | (np.isnan(got) & np.isnan(want))
+                    | (got == want)):
+                fail(f"{name}: rows evaluated {how} differ from the same rows in the full "
+                     "batch: each row must depend on its own point only (no batch "
+                     "statistics, no shared state)")
+    return "every oracle, 4 batchings"
+
+
+@check("problem")
+def check_deterministic(problem: Problem, ctx: Context) -> str:
+    """The same input gives bit-identical output twice, and no oracle modifies its input."""
+    X = _points(problem, 8, ctx)
+    for name, fn in _oracles(problem):
+        before = X.copy()
+        first = np.asarray(to_numpy(fn(X)), dtype=np.float64)
+        if not np.array_equal(X, before):
+            fail(f"{name} modified its input array in place: the integrator still needs it")
+        second = np.asarray(to_numpy(fn(X)), dtype=np.float64)
+        if not np.array_equal(first, second, equal_nan=True):
+            fail(f"{name} returned different values for the same input: results must be a "
+                 "function of the seed (no hidden randomness or state)")
+    if problem.certificate is not None:
+        f = _values(problem, X)
+        first = np.asarray(problem.certificate(X.copy(), f.copy()), dtype=object)
+        second = np.asarray(problem.certificate(X.copy(), f.copy()), dtype=object)
+        if not np.array_equal(first.astype(str), second.astype(str)):
+            fail("the certificate returned different labels for the same points")
+    return "bit-identical, inputs untouched"
+
+
+def _directional(problem: Problem, X: np.ndarray, D: np.ndarray, eps: np.ndarray
+                 ) -> np.ndarray:
+    """Central difference of f along D with per-row step eps (B,)."""
+    step = eps[:, None] * D
+    return (_values(problem, X + step) - _values(problem, X - step)) / (2.0 * eps)
+
+
+def _derivative_mismatch(problem: Problem, ctx: Context, batch: int = 32
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """At sampled points along random unit directions: the oracle's directional derivative
+    g.d, the central difference at a relative step 1e-5 and its Richardson partner, and the
+    tolerance: a relative 1e-6 of |g|, plus the difference's own truncation error (estimated by
+    halving the step) and rounding error."""
+    X = _points(problem, batch, ctx, 2)
+    D = ctx.rng(3).standard_normal(X.shape)
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    g = _first_order(problem, X)
+    analytic = np.sum(g * D, axis=1)
+    eps = 1e-5 * (1.0 + np.linalg.norm(X, axis=1))
+    fd = _directional(problem, X, D, eps)
+    fd_half = _directional(problem, X, D, eps / 2.0)
+    fx = np.abs(_values(problem, X))
+    tol = (1e-6 * (np.abs(analytic) + np.linalg.norm(g, axis=1))
+           + 4.0 * np.abs(fd - fd_half) + 1e3 * EPS * (1.0 + fx) / eps)
+    finite = np.isfinite(analytic) & np.isfinite(fd_half) & np.isfinite(fx)
+    return analytic, fd_half, tol, finite
+
+
+@check("problem")
+def check_gradient(problem: Problem, ctx: Context) -> str:
+    """grad matches central differences of f along random directions at 32 sampled points,
+    within a tolerance that adapts to the scale of f, of the gradient and of the difference's
+    own error."""
+    if not problem.smooth:
+        skip("nonsmooth problem: see subgradient")
+    analytic, fd, tol, finite = _derivative_mismatch(problem, ctx)
+    if not finite.any():
+        skip("f or grad is not finite at any sampled point")
+    bad = finite & (np.abs(analytic - fd) > tol)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        fail(f"grad disagrees with finite differences of f at {bad.sum()} of {finite.sum()} "
+             f"points (row {i}: grad.d = {analytic[i]:.6g}, difference {fd[i]:.6g}): a sign, a "
+             "factor or a missing term")
+    return f"{finite.sum()} points, worst error/tolerance "\
+           f"{np.max(np.abs(analytic - fd)[finite] / tol[finite]):.2g}"
+
+
+@check("problem")
+def check_subgradient(problem: Problem, ctx: Context) -> str:
+    """The Clarke selection's first-order model: at random points (where f is differentiable
+    almost surely) g.d equals the derivative of f along random directions d; a point where the
+    difference straddles a kink is re-measured with a 64 times smaller step."""
+    if problem.smooth:
+        skip("smooth problem: see gradient")
+    analytic, fd, tol, finite = _derivative_mismatch(problem, ctx)
+    if not finite.any():
+        skip("f or subgrad is not finite at any sampled point")
+    bad = finite & (np.abs(analytic - fd) > tol)
+    if bad.any():  # a kink between x - eps d and x + eps d: shrink the step there
+        X = _points(problem, len(analytic), ctx, 2)[bad]
+        D = ctx.rng(3).standard_normal((len(analytic), problem.n))[bad]
+        D /= np.linalg.norm(D, axis=1, keepdims=True)
+        eps = 1e-5 / 64 * (1.0 + np.linalg.norm(X, axis=1))
+        fine = _directional(problem, X, D, eps)
+        fx = np.abs(_values(problem, X))
+        tol_fine = tol[bad] + 1e3 * EPS * (1.0 + fx) / eps
+        bad[np.flatnonzero(bad)] = np.abs(analytic[bad] - fine) > tol_fine
+    if bad.sum() > 1:  # one kink hit at both steps is possible, two is a wrong selection
+        i = int(np.flatnonzero(bad)[0])
+        fail(f"subgrad disagrees with the derivative of f at {bad.sum()} of {finite.sum()} "
+             f"random points (row {i}: g.d = {analytic[i]:.6g}, difference {fd[i]:.6g}): "
+             "where f is differentiable its Clarke subdifferential is the gradient")
+    return f"{finite.sum()} points, {bad.sum()} at a kink"
+
+
+def _prox_objective(problem: Problem, Y: np.ndarray, X: np.ndarray, tau: float) -> np.ndarray:
+    return _values(problem, Y) + np.sum((Y - X) ** 2, axis=1) / (2.0 * tau)
+
+
+@check("problem")
+def check_prox_optimal(problem: Problem, ctx: Context) -> str:
+    """prox(x, tau) minimizes phi(y) = f(y) + |y - x|^2 / (2 tau): phi at the prox is not
+    above f(x), not beaten by random perturbations at three radii nor by a fresh local solve
+    (L-BFGS from x and from the prox), and for a smooth f, (x - prox)/tau = grad f(prox)."""
+    if problem.prox is None:
+        skip("no prox")
+    X = _points(problem, 16, ctx, 4)
+    rng = ctx.rng(5)
+    for tau in TAUS:
+        P = np.asarray(to_numpy(problem.prox(X, tau)), dtype=np.float64)
+        phi = _prox_objective(problem, P, X, tau)
+        fx = _values(problem, X)
+        tol = 1e-9 * (1.0 + np.abs(fx))
+        worse = ~(phi <= fx + tol)
+        if worse.any():
+            fail(f"tau={tau}: phi(prox(x)) > phi(x) = f(x) at {_where_rows(worse)}: the prox "
+                 "is worse than not moving")
+        if problem.smooth:
+            resid = (P - X) / tau + _first_order(problem, P)
+            rel = np.linalg.norm(resid, axis=1) / (1.0 + np.linalg.norm(X, axis=1) / tau)
+            if rel.max() > 1e-6:
+                fail(f"tau={tau}: (x - prox)/tau differs from grad f(prox) by {rel.max():.2g} "
+                     "(relative): the prox is not a stationary point of phi")
+        for radius in (1e-4, 1e-2, 0.3):
+            Y = P + radius * np.sqrt(tau) * (1.0 + np.linalg.norm(P, axis=1, keepdims=True)) \
+                * rng.standard_normal(P.shape) / np.sqrt(problem.n)
+            beaten = _prox_objective(problem, Y, X, tau) < phi - tol
+            if beaten.any():
+                fail(f"tau={tau}: a random point at relative distance {radius} of the prox has "
+                     f"a lower phi at {_where_rows(beaten)}: the prox is not a minimizer")
+        for i in range(4):  # a fresh local solve, from x and from the prox
+            best = _local_prox_solve(problem, X[i], P[i], tau)
+            if best is not None and best < phi[i] - tol[i] - 1e-7 * abs(phi[i]):
+                fail(f"tau={tau}, row {i}: a local solve of the prox subproblem reached "
+                     f"phi = {best:.10g} < phi(prox) = {phi[i]:.10g}: the prox is not the "
+                     "global minimizer of phi")
+    return f"tau in {TAUS}, 16 points"
+
+
+def _local_prox_solve(problem: Problem, x: np.ndarray, p: np.ndarray, tau: float
+                      ) -> float | None:
+    """The lowest phi that L-BFGS (smooth) or Powell (nonsmooth, n <= 20) reaches from x and
+    from p, or None where no solver applies."""
+    def phi(y: np.ndarray) -> float:
+        return float(_prox_objective(problem, y[None], x[None], tau)[0])
+
+    if problem.smooth:
+        def jac(y: np.ndarray) -> np.ndarray:
+            return _first_order(problem, y[None])[0] + (y - x) / tau
+        runs = [minimize(phi, y0, jac=jac, method="L-BFGS-B", options={"maxiter": 200})
+                for y0 in (x, p)]
+    elif problem.n <= 20:
+        runs = [minimize(phi, y0, method="Powell", options={"maxiter": 2000, "xtol": 1e-10,
+                                                            "ftol": 1e-14}) for y0 in (x, p)]
+    else:
+        return None
+    values = [r.fun for r in runs if np.isfinite(r.fun)]
+    return min(values) if values else None
+
+
+@check("problem")
+def check_prox_fixed_points(problem: Problem, ctx: Context) -> str:
+    """A global minimizer is a fixed point of the prox for every tau: at descended points with
+    f - f_star = gap, |prox(x, tau) - x|^2 <= 2 tau gap (plus rounding)."""
+    if problem.prox is None:
+        skip("no prox")
+    if not math.isfinite(problem.f_star):
+        skip("no finite infimum")
+    X, fx = _descended(problem, ctx)
+    gap = fx - problem.f_star
+    near = np.isfinite(gap) & (gap <= 1e-6 * (1.0 + abs(problem.f_star)))
+    if not near.any():
+        skip("descent found no point within 1e-6 of f_star")
+    X, gap = X[near], np.maximum(gap[near], 0.0)
+    for tau in TAUS:
+        P = np.asarray(to_numpy(problem.prox(X, tau)), dtype=np.float64)
+        move = np.linalg.norm(P - X, axis=1)
+        bound = np.sqrt(2.0 * tau * gap) + 1e-7 * (1.0 + np.linalg.norm(X, axis=1))
+        moved = move > bound
+        if moved.any():
+            i = int(np.flatnonzero(moved)[0])
+            fail(f"tau={tau}: the prox moves a point at f - f_star = {gap[i]:.2g} by "
+                 f"{move[i]:.3g} (at most {bound[i]:.3g} for a minimizer of phi)")
+    return f"{near.sum()} near-minimizers"
+
+
+@check("problem")
+def check_invariant_conserved(problem: Problem, ctx: Context) -> str:
+    """The invariant is conserved along the flow: constant to 1e-6 (relative) along a
+    tight-tolerance solve_ivp trajectory (smooth), or with an explicit-Euler drift that
+    shrinks at least twofold when the step is quartered (nonsmooth: a Clarke flow has no
+    high-order solver)."""
+    if problem.invariant is None:
+        skip("no invariant")
+    X = _points(problem, 3, ctx, 6)
+    inv0 = np.asarray(to_numpy(problem.invariant(X)), dtype=np.float64)
+    g0 = np.linalg.norm(_first_order(problem, X), axis=1)
+    T = 0.5 / (1.0 + float(np.max(g0 / (1.0 + np.linalg.norm(X, axis=1)))))
+    scale = 1.0 + np.abs(inv0).max()
+    if problem.smooth:
+        def rhs(_t: float, y: np.ndarray) -> np.ndarray:
+            return -_first_order(problem, y.reshape(X.shape)).ravel()
+        sol = solve_ivp(rhs, (0.0, T), X.ravel(), method="DOP853", rtol=1e-11, atol=1e-12)
+        if not sol.success:
+            skip(f"the flow could not be integrated to t = {T:.3g}: {sol.message}")
+        end = sol.y[:, -1].reshape(X.shape)
+        drift = np.abs(np.asarray(to_numpy(problem.invariant(end))) - inv0).max() / scale
+        if drift > 1e-6:
+            fail(f"the invariant changed by {drift:.3g} (relative) along the flow from t = 0 "
+                 f"to {T:.3g}; it must stay constant")
+        return f"drift {drift:.2g} over t = {T:.3g}"
+    drifts = []
+    for steps in (50, 200):
+        x = X.copy()
+        h = T / steps
+        for _ in range(steps):
+            x = x - h * _first_order(problem, x)
+        drifts.append(np.abs(np.asarray(to_numpy(problem.invariant(x))) - inv0).max() / scale)
+    if not np.all(np.isfinite(drifts)):
+        skip("explicit Euler did not stay finite")
+    floor = 1e-9
+    if drifts[1] > floor and drifts[1] > 0.5 * drifts[0]:
+        fail(f"the invariant's drift along explicit Euler does not vanish with the step "
+             f"({drifts[0]:.3g} at h = T/50, {drifts[1]:.3g} at h = T/200): it is not conserved "
+             "by the flow")
+    return f"Euler drift {drifts[0]:.2g} -> {drifts[1]:.2g} as h / 4"
+
+
+@check("problem")
+def check_f_star(problem: Problem, ctx: Context) -> str:
+    """f_star is not beaten: no sampled point (256) nor point found by descent (32) has f below
+    f_star. (Whether an infimum is attained cannot be told from floating-point values, which
+    underflow to it; ``metadata`` checks that an attained one is finite.)"""
+    if not math.isfinite(problem.f_star):
+        skip("f_star = -inf: nothing to beat")
+    X = _points(problem, 256, ctx, 7)
+    D, fd = _descended(problem, ctx)
+    values = np.concatenate([_values(problem, X), fd])
+    points = np.concatenate([X, D])
+    tol = 1e-9 * (1.0 + abs(problem.f_star))
+    below = np.isfinite(values) & (values < problem.f_star - tol)
+    if below.any():
+        i = int(np.flatnonzero(below)[0])
+        where = "a sampled point" if i < len(X) else "a point found by descent"
+        fail(f"f = {values[i]:.10g} < f_star = {problem.f_star} at {where} "
+             f"(|x| = {np.linalg.norm(points[i]):.3g}): f_star is not the infimum")
+    best = np.nanmin(fd) - problem.f_star
+    return f"lowest f - f_star found: {best:.3g}"
+
+
+def _stationary_values(problem: Problem, ctx: Context) -> np.ndarray:
+    """Values at the points where a long descent from 64 sampled points became stationary."""
+    X0 = _points(problem, 64, ctx, 8)
+    X, fx = descend(problem, X0, iterations=5000, stop_norm=1e4)
+    g0 = np.linalg.norm(_first_order(problem, X0), axis=1)
+    g = np.linalg.norm(_first_order(problem, X), axis=1)
+    stationary = np.isfinite(fx) & (g <= 1e-8 * (1.0 + g0)) & (np.linalg.norm(X, axis=1) < 1e4)
+    return fx[stationary]
+
+
+@check("problem", slow=True)
+def check_critical_values(problem: Problem, ctx: Context) -> str:
+    """Stationary points reached by a long descent from 64 sampled points have listed critical
+    values (a failure where the list is declared complete, a warning otherwise). Slow: run it
+    with ``slow=True`` or ``benchsuite check --slow``."""
+    if not problem.smooth:
+        skip("nonsmooth: descent does not find stationary points reliably")
+    if not problem.critical_values:
+        skip("no critical values listed")
+    values = _stationary_values(problem, ctx)
+    if values.size == 0:
+        skip("descent reached no stationary point")
+    listed = np.asarray(problem.critical_values, dtype=np.float64)
+    close = np.abs(values[:, None] - listed[None, :]) <= 1e-6 * (1.0 + np.abs(listed[None, :]))
+    unlisted = np.unique(np.round(values[~close.any(axis=1)], 8))
+    if unlisted.size:
+        message = (f"descent found stationary points with f = {unlisted[:5].tolist()}, not among "
+                   f"the listed critical values {problem.critical_values}")
+        if problem.critical_values_complete:
+            fail(message + ", which are declared complete")
+        warn(message)
+    return f"{values.size} stationary points, all at listed values"
+
+
+@check("problem")
+def check_certificate(problem: Problem, ctx: Context) -> str:
+    """The certificate returns, for every row, one of the landscape outcomes or "" (never a
+    run label such as "failed"), with shape (B,), row by row, at sampled, descended and far
+    points (x 10, x 1000), without raising or modifying its inputs."""
+    if problem.certificate is None:
+        skip("no certificate")
+    X = _points(problem, 32, ctx, 9)
+    D, _ = _descended(problem, ctx)
+    points = np.concatenate([X, D, 10.0 * X, 1e3 * X])
+    values = _values(problem, points)
+    keep = np.isfinite(values) & np.isfinite(points).all(axis=1)
+    points, values = points[keep], values[keep]
+    before = points.copy(), values.copy()
+    said = np.asarray(problem.certificate(points, values), dtype=object)
+    if not (np.array_equal(points, before[0]) and np.array_equal(values, before[1])):
+        fail("the certificate modified its input arrays")
+    if said.shape != (len(points),):
+        fail(f"the certificate returned shape {said.shape}, expected ({len(points)},)")
+    labels = said.astype(str)
+    unknown = sorted(set(labels) - CERTIFICATE_LABELS)
+    if unknown:
+        fail(f"the certificate returned {unknown}: allowed are "
+             f"{sorted(CERTIFICATE_LABELS - {''})} or \"\" where nothing is proved")
+    alone = np.asarray(problem.certificate(points[1::3], values[1::3]), dtype=object).astype(str)
+    if not np.array_equal(alone, labels[1::3]):
+        fail("the certificate's label of a row depends on the other rows of the batch")
+    counts = {label or "silent": int((labels == label).sum()) for label in sorted(set(labels))}
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
+
+
+@check("problem")
+def check_array_api(problem: Problem, ctx: Context) -> str:
+    """Under ``array_api_strict`` (the standard and nothing more), every oracle returns an
+    array of that namespace with the numpy values, when the problem claims array-API
+    genericity (``array_api=True``)."""
+    if not problem.array_api:
+        skip("numpy-only problem (array_api=False)")
+    try:
+        import array_api_strict as xps
+    except ImportError:
+        skip("array_api_strict is not installed (pip install array-api-strict)")
+    X = _points(problem, 8, ctx)
+    for name, fn in _oracles(problem):
+        out = fn(xps.asarray(X))
+        if isinstance(out, np.ndarray) or type(out).__module__.split(".")[0] != "array_api_strict":
+            fail(f"{name} returned {type(out).__module__}.{type(out).__name__} for "
+                 "array_api_strict input: compute in the input's namespace "
+                 "(array_api_compat.array_namespace(X))")
+        want = np.asarray(to_numpy(fn(X)), dtype=np.float64)
+        got = np.asarray(to_numpy(out), dtype=np.float64)
+        rtol = 1e-9 if name.startswith("prox") else 1e-12
+        if not np.allclose(got, want, rtol=rtol, atol=rtol * (1.0 + np.abs(want).max())):
+            fail(f"{name} under array_api_strict differs from numpy by "
+                 f"{np.abs(got - want).max():.3g}")
+    return "values equal under array_api_strict"
