@@ -385,6 +385,115 @@ def plugins_cmd(obj: Context, as_json: bool) -> None:
             click.echo(_fill(f"{name}: {getattr(plugin, 'description', '')}", "  ", "    "))
 
 
+# -- check, new-plugin: the plugin author kit ------------------------------------------------
+
+@main.command("check")
+@click.argument("names", nargs=-1, metavar="[NAME|GLOB]...")
+@click.option("--plugin", default=None, metavar="NAME",
+              help="Only this plugin's problems and integrators (entry-point or distribution "
+                   "name, as 'benchsuite plugins' lists them).")
+@click.option("--slow", is_flag=True,
+              help="Also run the slow checks (critical values reached by long descents).")
+@click.option("--list-checks", is_flag=True, help="Print the table of checks and exit.")
+@verbosity_options(verbose_help="Every finding, passes and skips included.",
+                   quiet_help="Only failures, warnings and the summary line.")
+@_json_option
+@click.pass_obj
+def check_cmd(obj: Context, names: tuple[str, ...], plugin: str | None, slow: bool,
+              list_checks: bool, verbosity: int, as_json: bool) -> None:
+    """Check installed problems and integrators against benchsuite's contracts.
+
+    Runs the plugin kit (benchsuite.testing) on every registered problem and integrator, or
+    on those matching NAME|GLOB, or on one --plugin: gradients against finite differences,
+    rows independent, pure steps, declared orders and stability limits, certificates, f_star.
+    Exit 0 when nothing fails (warnings allowed), 1 when a check fails, 2 on bad usage.
+    """
+    from benchsuite.testing import Severity, check_installed, describe_checks
+
+    if list_checks:
+        table = describe_checks()
+        if as_json:
+            echo_json({"checks": table})
+            return
+        for row in table:
+            slow_note = " (slow)" if row["slow"] else ""
+            click.echo(_fill(f"{row['kind']:<10s} {row['check']}{slow_note}: {row['verifies']}",
+                             rest=" " * 11))
+        return
+    try:
+        findings = check_installed(obj.registry, patterns=names, plugin=plugin, slow=slow)
+    except LookupError as exc:
+        raise CliError(str(exc).strip("'\""), "'benchsuite list' names the problems and "
+                       "integrators, 'benchsuite plugins' the plugins") from None
+    counts = {s: sum(f.severity == s for f in findings) for s in Severity}
+    if as_json:
+        echo_json({"ok": counts[Severity.FAIL] == 0,
+                   "counts": {str(s): n for s, n in counts.items()},
+                   "findings": [{"subject": f.subject, "kind": f.kind, "check": f.check,
+                                 "severity": str(f.severity), "message": f.message}
+                                for f in findings]})
+    else:
+        _echo_findings(findings, verbosity)
+        subjects = len({(f.kind, f.subject) for f in findings})
+        click.echo(f"{_count(subjects, 'subject')}, {_count(len(findings), 'check')}: "
+                   f"{counts[Severity.PASS]} passed, {counts[Severity.SKIP]} skipped, "
+                   f"{_count(counts[Severity.WARN], 'warning')}, "
+                   f"{_count(counts[Severity.FAIL], 'failure')}")
+    if counts[Severity.FAIL]:
+        sys.exit(EXIT_TRAJECTORY_ERRORS)
+
+
+def _echo_findings(findings: list[Any], verbosity: int) -> None:
+    """One row per subject with its counts, then a line per failure and warning (per finding
+    with -v)."""
+    from benchsuite.testing import Severity
+
+    order: dict[tuple[str, str], dict[Severity, int]] = {}
+    for f in findings:
+        order.setdefault((f.kind, f.subject), dict.fromkeys(Severity, 0))[f.severity] += 1
+    if verbosity >= 0:
+        rows = [[subject, kind, *(str(c[s]) for s in Severity)]
+                for (kind, subject), c in order.items()]
+        lines, _ = text_table(["subject", "kind", *map(str, Severity)], rows,
+                              right=(2, 3, 4, 5), shrink=(0,), min_width=24)
+        for line in lines:
+            click.echo(line)
+    shown = [f for f in findings if verbosity > 0 or f.severity in (Severity.WARN,
+                                                                     Severity.FAIL)]
+    if shown and verbosity >= 0:
+        click.echo("")
+    for f in shown:
+        click.echo(_fill(f"{f.severity}  {f.subject}: {f.check}: {f.message}", rest="      "))
+
+
+@main.command("new-plugin")
+@click.argument("name")
+@click.option("--dir", "directory", default=".", show_default=True,
+              type=click.Path(file_okay=False),
+              help="Where to create the package folder benchsuite-NAME.")
+def new_plugin_cmd(name: str, directory: str) -> None:
+    """Write a ready plugin package: a problem, an integrator, an observer, tests, a README.
+
+    NAME (lowercase letters, digits, underscores) becomes the entry point, the package
+    benchsuite_NAME and the distribution benchsuite-NAME. Install it with pip install -e, run
+    its tests with pytest, and check it with benchsuite check --plugin benchsuite-NAME.
+    """
+    from benchsuite.scaffold import write_plugin
+
+    try:
+        target = write_plugin(name, directory)
+    except ValueError as exc:
+        raise CliError(str(exc), "for example: benchsuite new-plugin my_methods") from None
+    except FileExistsError as exc:
+        raise CliError(str(exc), "choose another NAME or --dir, or remove the folder") from None
+    except OSError as exc:
+        raise CliError(f"cannot write {directory}: {exc.strerror or exc}",
+                       exit_code=EXIT_UNWRITABLE) from None
+    click.echo(str(target))
+    click.echo(f"next: pip install -e '{target}[test]' && pytest {target} && "
+               f"benchsuite check --plugin {target.name}", err=True)
+
+
 # -- run -------------------------------------------------------------------------------------
 
 def _check_run_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

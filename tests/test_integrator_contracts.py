@@ -5,9 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import array_api_strict
 import numpy as np
-import pandas as pd
 import pytest
 from conftest import INTEGRATORS, by_name
 from scipy.integrate import solve_ivp
@@ -80,32 +78,6 @@ def test_shapes_flow_time_and_counts(integrator):
     assert state.x.shape == x0.shape and state.t.shape == (6,) and state.flag.shape == (6,)
     assert np.all(to_numpy(state.t) > 0)
     assert sum(c.sum() for c in oracle.counts().values()) > 0
-
-
-def test_deterministic_for_a_fixed_seed(integrator):
-    p = factorization.xy_minus_one()
-    applicable(integrator, p)
-    x0 = p.sample(np.random.default_rng(7), 8)
-    runs = [run_cell(p, integrator, x0, Budget(t_max=2.0, max_steps=2000)) for _ in range(2)]
-    cols = ["stop", "steps", "t", "f", "norm", "nfev", "ngev", "nprox"]
-    pd.testing.assert_frame_equal(runs[0].trajectories[cols], runs[1].trajectories[cols])
-    pd.testing.assert_frame_equal(runs[0].checkpoints, runs[1].checkpoints)
-
-
-def test_same_trajectories_under_array_api_strict(integrator):
-    if not integrator.array_api:
-        pytest.skip("numpy-only integrator")
-    p = sigmoid.sigmoid2pt_example2()
-    applicable(integrator, p)
-    x0 = p.sample(np.random.default_rng(3), 4)
-    ends = []
-    for xp_x0 in (x0, array_api_strict.asarray(x0)):
-        oracle = Oracle(p, 4)
-        state = integrator.init(oracle, xp_x0)
-        for _ in range(5):
-            state = integrator.step(oracle, state)
-        ends.append(to_numpy(state.x))
-    np.testing.assert_allclose(ends[1], ends[0], rtol=1e-10, atol=1e-12)
 
 
 def test_exception_in_an_oracle_is_a_per_trajectory_error(integrator):
@@ -197,12 +169,10 @@ def endpoint_error(integ, problem, h, T=1.0):
 
 
 @pytest.mark.parametrize(("make", "order", "steps", "with_prox"), [
-    (lambda h: ExplicitEuler(h=h), 1, [0.02, 0.01, 0.005, 0.0025], False),
+    # the kit's order check (tests/test_conformance.py) measures every integrator's declared
+    # order through with_step; this one is the proximal scheme with its own inner solve
     (lambda h: ProximalPoint(tau=h, tol=1e-13), 1, [0.02, 0.01, 0.005, 0.0025], False),
-    (lambda h: ProximalPoint(tau=h), 1, [0.02, 0.01, 0.005, 0.0025], True),
-    (lambda h: BogackiShampine(fixed_step=h), 3, [0.1, 0.05, 0.025, 0.0125], False),
-    (lambda h: DormandPrince(fixed_step=h), 5, [0.1, 0.05, 0.025, 0.0125], False),
-], ids=["euler", "implicit-euler-inner-solve", "implicit-euler-exact-prox", "rk23", "rk45"])
+], ids=["implicit-euler-inner-solve"])
 def test_empirical_convergence_order(make, order, steps, with_prox):
     p = quadratic(A_TEST, with_prox=with_prox)
     errors = [endpoint_error(make(h), p, h) for h in steps]

@@ -25,6 +25,10 @@ guide).
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
+import importlib.metadata
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -48,6 +52,7 @@ __all__ = [
     "ConformanceWarning",
     "Finding",
     "Severity",
+    "check_installed",
     "check_integrator",
     "check_problem",
     "describe_checks",
@@ -177,3 +182,80 @@ def parametrize_checks(*, plugin: str | None = None, objects: Iterable[Any] | No
             if slow or not c.slow:
                 params.append(pytest.param(subject, c, id=f"{subject.name}-{c.name}"))
     return pytest.mark.parametrize(("subject", "check"), params)
+
+
+def check_installed(registry: Any, *, patterns: Iterable[str] = (), plugin: str | None = None,
+                    slow: bool = False) -> list[Finding]:
+    """Run the kit on the installed plugins of ``registry``: what ``benchsuite check`` does.
+
+    Parameters
+    ----------
+    registry : Registry
+        From :func:`benchsuite.plugins.load_registry`.
+    patterns : iterable of str
+        Problem or integrator names or shell globs (``"mc2x2*"``); default: all.
+    plugin : str, optional
+        Only the objects of this plugin (entry-point or distribution name).
+    slow : bool
+        Include the slow checks.
+
+    Returns
+    -------
+    list of Finding
+        A plugin that failed to load is a ``plugin``/``load`` failure, and a distribution
+        that does not declare its dependency on benchsuite a ``plugin``/``distribution``
+        warning; then the findings of every selected object.
+
+    Raises
+    ------
+    LookupError
+        When ``plugin`` or a pattern selects nothing.
+    """
+    patterns = list(patterns)
+    findings = []
+    for err in registry.errors:
+        if plugin is None or plugin in (err.plugin.name, err.plugin.distribution):
+            findings.append(Finding(err.plugin.name, "plugin", "load", Severity.FAIL,
+                                    f"{err.stage}: {err.error}"))
+    subjects = plugin_objects(plugin, registry)
+    if patterns:
+        chosen = [s for s in subjects if any(fnmatch.fnmatchcase(s.name, p) for p in patterns)]
+        for p in patterns:
+            if not any(fnmatch.fnmatchcase(s.name, p) for s in subjects):
+                close = difflib.get_close_matches(p, [s.name for s in subjects], n=3)
+                also = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+                raise LookupError(f"no problem or integrator matches {p!r}{also}")
+        subjects = chosen
+    seen = set()
+    for subject in subjects:
+        info = registry.origin(_kind(subject), subject.name)
+        if info.distribution not in seen:
+            seen.add(info.distribution)
+            findings.extend(_distribution_findings(info))
+    for subject in subjects:
+        if isinstance(subject, Problem):
+            findings.extend(check_problem(subject, slow=slow))
+        else:
+            findings.extend(check_integrator(subject))
+    return findings
+
+
+def _distribution_findings(info: Any) -> list[Finding]:
+    """A published plugin declares its dependency on benchsuite, so that ``pip install`` of
+    the plugin brings a benchsuite whose API it was written against."""
+    from benchsuite.plugins import CORE_DISTRIBUTION, IN_MEMORY
+
+    if info.distribution in (CORE_DISTRIBUTION, IN_MEMORY, "unknown"):
+        return []
+    try:
+        requires = importlib.metadata.requires(info.distribution) or []
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    names = {re.split(r"[\s\[<>=!~;(]", r, maxsplit=1)[0].lower() for r in requires}
+    if CORE_DISTRIBUTION in names:
+        return [Finding(info.distribution, "plugin", "distribution", Severity.PASS,
+                        "declares its dependency on benchsuite")]
+    return [Finding(info.distribution, "plugin", "distribution", Severity.WARN,
+                    "does not list benchsuite in its dependencies: add "
+                    "dependencies = [\"benchsuite>=X.Y\"] to its pyproject.toml, the version "
+                    "it was written against")]

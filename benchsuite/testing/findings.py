@@ -132,12 +132,16 @@ class Check:
         ``function(subject, context) -> str | None``.
     slow : bool
         Opt-in (``slow=True`` in :func:`check_problem`, ``benchsuite check --slow``).
+    needs : tuple of str
+        Checks that must not have failed for this one to mean anything (every check needs
+        the oracles' shapes); it is skipped, saying so, when one did.
     """
 
     name: str
     kind: str
     function: CheckFunction
     slow: bool = False
+    needs: tuple[str, ...] = ()
 
     @property
     def summary(self) -> str:
@@ -193,11 +197,12 @@ def _where(exc: BaseException) -> str:
 CHECKS: dict[str, dict[str, Check]] = {"problem": {}, "integrator": {}}
 
 
-def check(kind: str, *, slow: bool = False) -> Callable[[CheckFunction], CheckFunction]:
+def check(kind: str, *, slow: bool = False, needs: tuple[str, ...] = ()
+          ) -> Callable[[CheckFunction], CheckFunction]:
     """Decorator adding a function to :data:`CHECKS` under its name (``check_`` removed)."""
     def register(function: CheckFunction) -> CheckFunction:
         name = function.__name__.removeprefix("check_")
-        CHECKS[kind][name] = Check(name, kind, function, slow)
+        CHECKS[kind][name] = Check(name, kind, function, slow, needs)
         return function
     return register
 
@@ -213,7 +218,18 @@ def run_checks(kind: str, subject: Any, *, slow: bool = False,
         if unknown:
             raise ValueError(f"no {kind} check named {sorted(unknown)}; "
                              f"the checks are {sorted(CHECKS[kind])}")
-    findings = [c.run(subject, context) for c in chosen]
+    findings: list[Finding] = []
+    failed: set[str] = set()
+    for c in chosen:
+        broken = [need for need in c.needs if need in failed]
+        if broken:  # its premise is false: its own message would only confuse
+            found = Finding(getattr(subject, "name", repr(subject)), kind, c.name,
+                            Severity.SKIP, f"not run: {', '.join(broken)} failed")
+        else:
+            found = c.run(subject, context)
+        if found.severity is Severity.FAIL:
+            failed.add(c.name)
+        findings.append(found)
     if raises:
         failed = [f for f in findings if f.severity is Severity.FAIL]
         if failed:

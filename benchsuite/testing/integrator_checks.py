@@ -28,6 +28,8 @@ from benchsuite.testing.reference import (
 
 ORACLE_NAMES = frozenset({"grad", "subgrad", "prox"})
 STEPS = 5
+#: What every check after them assumes: a well-formed declaration and State.
+NEEDS = ("declaration", "state")
 
 
 class _CountingOracle(Oracle):
@@ -176,7 +178,7 @@ def check_state(integrator: Integrator, ctx: Context) -> str:
     return f"{STEPS} steps on {problem.name}"
 
 
-@check("integrator")
+@check("integrator", needs=NEEDS)
 def check_pure_step(integrator: Integrator, ctx: Context) -> str:
     """A step does not modify its input state, and the same state stepped twice gives the same
     new state (the harness re-steps halves of a batch from the old state to find a row that
@@ -204,7 +206,7 @@ def check_pure_step(integrator: Integrator, ctx: Context) -> str:
     return "input untouched, repeatable"
 
 
-@check("integrator")
+@check("integrator", needs=NEEDS)
 def check_rows_independent(integrator: Integrator, ctx: Context) -> str:
     """A row's trajectory does not depend on the other rows: stepped alone, in a permuted batch
     or beside other rows, it gives the same points and flow times."""
@@ -264,7 +266,7 @@ def _growth(integrator: Integrator, h_lambda: float, h: float, steps: int = 400)
     return float(abs(_host(state)["x"][0, 0]))
 
 
-@check("integrator")
+@check("integrator", needs=NEEDS)
 def check_fixed_step(integrator: Integrator, ctx: Context) -> str:
     """A method with a constant step that is unstable on x' = -lambda x for large h lambda
     declares ``explicit_step`` and ``stability_limit``, and the declared limit is the true one:
@@ -298,7 +300,7 @@ def check_fixed_step(integrator: Integrator, ctx: Context) -> str:
     return f"{subject.label}: h = {h:g}, stable at 0.9 x {limit:.4g}, unstable at 1.1 x"
 
 
-@check("integrator")
+@check("integrator", needs=NEEDS)
 def check_order(integrator: Integrator, ctx: Context) -> str:
     """The declared order is confirmed by step halving: on the reference quadratic (exact flow
     exp(-A t) x0) the error at t = 1 of the fixed-step variant falls like h^order (measured
@@ -339,7 +341,7 @@ def check_order(integrator: Integrator, ctx: Context) -> str:
     return f"measured order {slope:.2f}"
 
 
-@check("integrator")
+@check("integrator", needs=NEEDS)
 def check_descent(integrator: Integrator, ctx: Context) -> str:
     """An integrator that declares ``descent = True`` never increases f, over 30 steps from 8
     sampled points on each reference problem it runs on (convex, nonconvex, nonsmooth)."""
@@ -368,7 +370,7 @@ def _numeric_fields(integrator: Integrator) -> list[tuple[str, Any]]:
             and not isinstance(getattr(integrator, f.name), bool)]
 
 
-@check("integrator")
+@check("integrator", needs=NEEDS)
 def check_hyperparameters(integrator: Integrator, ctx: Context) -> str:
     """``with_params`` refuses NaN for every numeric hyperparameter, and a string for a number,
     with an error that names it; accepting a negative value where the default is positive is a
@@ -399,7 +401,7 @@ def check_hyperparameters(integrator: Integrator, ctx: Context) -> str:
     return f"{len(fields)} numeric hyperparameters validated"
 
 
-@check("integrator")
+@check("integrator", needs=NEEDS)
 def check_requires(integrator: Integrator, ctx: Context) -> str:
     """``skip`` agrees with ``requires``: a gradient method skips nonsmooth problems, a method
     that does not skip a problem runs on it without calling an oracle it lacks, and ``skip``
@@ -423,7 +425,7 @@ def check_requires(integrator: Integrator, ctx: Context) -> str:
     return "; ".join(found)
 
 
-@check("integrator")
+@check("integrator", needs=NEEDS)
 def check_array_api(integrator: Integrator, ctx: Context) -> str:
     """Under ``array_api_strict``, the state stays in that namespace and 5 steps give the numpy
     trajectory, when the integrator claims array-API genericity (``array_api=True``)."""

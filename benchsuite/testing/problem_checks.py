@@ -27,6 +27,8 @@ ROLES = ("benchmark", "negative control", "exploratory probe")
 #: Labels a certificate may return: a landscape outcome a theorem proves, or "" (silent).
 CERTIFICATE_LABELS = frozenset({"", *(str(o) for o in CONFIDENT)})
 TAUS = (0.01, 0.3, 2.0)
+#: What every check after them assumes: points to start from, oracles of the right shapes.
+NEEDS = ("sampler", "oracle_shapes")
 
 
 def _points(problem: Problem, batch: int, ctx: Context, offset: int = 0) -> np.ndarray:
@@ -151,7 +153,7 @@ def check_oracle_shapes(problem: Problem, ctx: Context) -> str:
     return f"{', '.join(name for name, _ in _oracles(problem))}: shapes and dtypes"
 
 
-@check("problem")
+@check("problem", needs=NEEDS)
 def check_rows_independent(problem: Problem, ctx: Context) -> str:
     """A row's values do not depend on the rest of the batch: each oracle on a batch equals
     the same oracle on the rows alone, on a permuted batch and on a batch whose other rows
@@ -179,7 +181,7 @@ def check_rows_independent(problem: Problem, ctx: Context) -> str:
     return "every oracle, 4 batchings"
 
 
-@check("problem")
+@check("problem", needs=NEEDS)
 def check_deterministic(problem: Problem, ctx: Context) -> str:
     """The same input gives bit-identical output twice, and no oracle modifies its input."""
     X = _points(problem, 8, ctx)
@@ -229,7 +231,7 @@ def _derivative_mismatch(problem: Problem, ctx: Context, batch: int = 32
     return analytic, fd_half, tol, finite
 
 
-@check("problem")
+@check("problem", needs=NEEDS)
 def check_gradient(problem: Problem, ctx: Context) -> str:
     """grad matches central differences of f along random directions at 32 sampled points,
     within a tolerance that adapts to the scale of f, of the gradient and of the difference's
@@ -249,7 +251,7 @@ def check_gradient(problem: Problem, ctx: Context) -> str:
            f"{np.max(np.abs(analytic - fd)[finite] / tol[finite]):.2g}"
 
 
-@check("problem")
+@check("problem", needs=NEEDS)
 def check_subgradient(problem: Problem, ctx: Context) -> str:
     """The Clarke selection's first-order model: at random points (where f is differentiable
     almost surely) g.d equals the derivative of f along random directions d; a point where the
@@ -281,7 +283,7 @@ def _prox_objective(problem: Problem, Y: np.ndarray, X: np.ndarray, tau: float) 
     return _values(problem, Y) + np.sum((Y - X) ** 2, axis=1) / (2.0 * tau)
 
 
-@check("problem")
+@check("problem", needs=NEEDS)
 def check_prox_optimal(problem: Problem, ctx: Context) -> str:
     """prox(x, tau) minimizes phi(y) = f(y) + |y - x|^2 / (2 tau): phi at the prox is not
     above f(x), not beaten by random perturbations at three radii nor by a fresh local solve
@@ -342,7 +344,7 @@ def _local_prox_solve(problem: Problem, x: np.ndarray, p: np.ndarray, tau: float
     return min(values) if values else None
 
 
-@check("problem")
+@check("problem", needs=NEEDS)
 def check_prox_fixed_points(problem: Problem, ctx: Context) -> str:
     """A global minimizer is a fixed point of the prox for every tau: at descended points with
     f - f_star = gap, |prox(x, tau) - x|^2 <= 2 tau gap (plus rounding)."""
@@ -368,7 +370,7 @@ def check_prox_fixed_points(problem: Problem, ctx: Context) -> str:
     return f"{near.sum()} near-minimizers"
 
 
-@check("problem")
+@check("problem", needs=NEEDS)
 def check_invariant_conserved(problem: Problem, ctx: Context) -> str:
     """The invariant is conserved along the flow: constant to 1e-6 (relative) along a
     tight-tolerance solve_ivp trajectory (smooth), or with an explicit-Euler drift that
@@ -410,7 +412,7 @@ def check_invariant_conserved(problem: Problem, ctx: Context) -> str:
     return f"Euler drift {drifts[0]:.2g} -> {drifts[1]:.2g} as h / 4"
 
 
-@check("problem")
+@check("problem", needs=NEEDS)
 def check_f_star(problem: Problem, ctx: Context) -> str:
     """f_star is not beaten: no sampled point (256) nor point found by descent (32) has f below
     f_star. (Whether an infimum is attained cannot be told from floating-point values, which
@@ -439,10 +441,14 @@ def _stationary_values(problem: Problem, ctx: Context) -> np.ndarray:
     g0 = np.linalg.norm(_first_order(problem, X0), axis=1)
     g = np.linalg.norm(_first_order(problem, X), axis=1)
     stationary = np.isfinite(fx) & (g <= 1e-8 * (1.0 + g0)) & (np.linalg.norm(X, axis=1) < 1e4)
+    if not problem.attained and math.isfinite(problem.f_star):
+        # no point has an unattained infimum as value: f and its gradient underflowed there
+        # (a logistic loss far out), which is the infimum approached at infinity
+        stationary &= fx > problem.f_star + 1e-12 * (1.0 + abs(problem.f_star))
     return fx[stationary]
 
 
-@check("problem", slow=True)
+@check("problem", slow=True, needs=NEEDS)
 def check_critical_values(problem: Problem, ctx: Context) -> str:
     """Stationary points reached by a long descent from 64 sampled points have listed critical
     values (a failure where the list is declared complete, a warning otherwise). Slow: run it
@@ -466,7 +472,7 @@ def check_critical_values(problem: Problem, ctx: Context) -> str:
     return f"{values.size} stationary points, all at listed values"
 
 
-@check("problem")
+@check("problem", needs=NEEDS)
 def check_certificate(problem: Problem, ctx: Context) -> str:
     """The certificate returns, for every row, one of the landscape outcomes or "" (never a
     run label such as "failed"), with shape (B,), row by row, at sampled, descended and far
@@ -497,7 +503,7 @@ def check_certificate(problem: Problem, ctx: Context) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
-@check("problem")
+@check("problem", needs=NEEDS)
 def check_array_api(problem: Problem, ctx: Context) -> str:
     """Under ``array_api_strict`` (the standard and nothing more), every oracle returns an
     array of that namespace with the numpy values, when the problem claims array-API
