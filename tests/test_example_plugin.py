@@ -58,7 +58,11 @@ def test_install_list_run_uninstall(venv):
     assert integrators["heavyball"]["distribution"] == DIST
     assert problems["rosenbrock2d"]["distribution"] == DIST
     plugins_out = sh(python, "-m", "benchsuite", "plugins")
-    assert DIST in plugins_out and "1.0.0" in plugins_out
+    assert DIST in plugins_out and "1.1.0" in plugins_out
+    # and it passes the plugin kit
+    checked = json.loads(sh(python, "-m", "benchsuite", "check", "--plugin", DIST, "--json"))
+    assert checked["ok"] and checked["counts"]["warn"] == 0
+    assert {f["subject"] for f in checked["findings"]} == {DIST, "heavyball", "rosenbrock2d"}
 
     # a run uses them, like any built-in
     sh(python, "-m", "benchsuite", "run", "-p", "rosenbrock2d", "-p", "xy_minus_one",

@@ -83,13 +83,16 @@ def check_problem(problem: Problem, *, slow: bool = False, checks: Iterable[str]
     return run_checks("problem", problem, slow=slow, only=_names(checks), raises=raises)
 
 
-def check_integrator(integrator: Integrator, *, checks: Iterable[str] | None = None,
-                     raises: bool = False) -> list[Finding]:
+def check_integrator(integrator: Integrator, *, slow: bool = False,
+                     checks: Iterable[str] | None = None, raises: bool = False
+                     ) -> list[Finding]:
     """Run the integrator checks on ``integrator`` (with its current hyperparameters).
 
     Parameters
     ----------
     integrator : Integrator
+    slow : bool
+        Also run the slow checks (none yet: accepted so both functions are called alike).
     checks : iterable of str, optional
         Run only these checks (names in ``CHECKS["integrator"]``).
     raises : bool
@@ -99,7 +102,7 @@ def check_integrator(integrator: Integrator, *, checks: Iterable[str] | None = N
     -------
     list of Finding
     """
-    return run_checks("integrator", integrator, only=_names(checks), raises=raises)
+    return run_checks("integrator", integrator, slow=slow, only=_names(checks), raises=raises)
 
 
 def _names(checks: Iterable[str] | None) -> frozenset[str] | None:
@@ -112,8 +115,7 @@ def _names(checks: Iterable[str] | None) -> frozenset[str] | None:
 
 def describe_checks() -> list[dict[str, str]]:
     """Every check: kind, name, whether it is slow, and what it verifies (its docstring)."""
-    return [{"kind": kind, "check": c.name, "slow": "slow" if c.slow else "",
-             "verifies": c.summary}
+    return [{"kind": kind, "check": c.name, "slow": c.slow, "verifies": c.summary}
             for kind, table in CHECKS.items() for c in table.values()]
 
 
@@ -236,7 +238,7 @@ def check_installed(registry: Any, *, patterns: Iterable[str] = (), plugin: str 
         if isinstance(subject, Problem):
             findings.extend(check_problem(subject, slow=slow))
         else:
-            findings.extend(check_integrator(subject))
+            findings.extend(check_integrator(subject, slow=slow))
     return findings
 
 
@@ -251,7 +253,9 @@ def _distribution_findings(info: Any) -> list[Finding]:
         requires = importlib.metadata.requires(info.distribution) or []
     except importlib.metadata.PackageNotFoundError:
         return []
-    names = {re.split(r"[\s\[<>=!~;(]", r, maxsplit=1)[0].lower() for r in requires}
+    # PEP 503 normalised names: Benchsuite, benchsuite_ and benchsuite. are all benchsuite
+    names = {re.sub(r"[-_.]+", "-", re.split(r"[\s\[<>=!~;(]", r, maxsplit=1)[0]).lower()
+             for r in requires}
     if CORE_DISTRIBUTION in names:
         return [Finding(info.distribution, "plugin", "distribution", Severity.PASS,
                         "declares its dependency on benchsuite")]

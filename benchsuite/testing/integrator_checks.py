@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -384,7 +385,7 @@ def check_hyperparameters(integrator: Integrator, ctx: Context) -> str:
             try:
                 integrator.with_params(**{name: bad})
             except (ValueError, TypeError) as exc:
-                if name not in str(exc):
+                if not re.search(rf"\b{re.escape(name)}\b", str(exc)):
                     warn(f"{name}={bad!r} is refused, but the error does not name {name}: "
                          f"{exc}")
                 continue
