@@ -297,6 +297,10 @@ def test_list_and_verify_fit_100_columns_and_plugins_has_a_header(results, monke
     assert [line.split(":")[0].strip() for line in executors[1:] if line[:3] == "  d"
             or line[:3] == "  l"] == ["dask", "local"]
     assert max(map(len, plugins)) <= WIDTH
+    for args in (["check", "deep_linear_net*", "proximal"], ["check", "-v", "deep_linear*"],
+                 ["check", "--list-checks"]):
+        out = invoke(*args)
+        assert out.exit_code == 0 and max(map(len, out.output.splitlines())) <= WIDTH, args
 
 
 def test_messages_agree_in_number():
@@ -324,6 +328,8 @@ def test_messages_agree_in_number():
     ["runs", "--json", "--results-dir", __file__],
     ["verify", "--json", "/no/such/folder"],
     ["verify", "--json", Path(__file__).parent],
+    ["check", "--json", "mc2x2_exampel1"],
+    ["check", "--json", "--plugin", "nosuch"],
 ])
 def test_a_refusal_with_json_is_json_on_stdout_too(args):
     out = invoke(*args)
@@ -373,6 +379,9 @@ def test_a_campaign_with_nothing_to_run_is_refused_before_any_work(tmp_path):
                                    "empty; give at least one value"),
     (["run", "--t-maxx", "3"], "error: no such option"),
     (["runz"], "error: no such command 'runz'"),
+    (["check", "mc2x2_exampel1"], "error: no problem or integrator matches 'mc2x2_exampel1'; "
+                                  "did you mean 'mc2x2_example1'?"),
+    (["new-plugin", "My-Plugin"], "error: "),
 ])
 def test_usage_errors_read_error_then_hint(args, message):
     out = invoke(*args)
