@@ -411,6 +411,9 @@ def check_cmd(obj: Context, names: tuple[str, ...], plugin: str | None, slow: bo
     from benchsuite.testing import Severity, check_installed, describe_checks
 
     if list_checks:
+        if names or plugin:
+            raise CliError("--list-checks takes no NAME or --plugin: it lists the checks "
+                           "themselves", "run 'benchsuite check NAME' to check NAME")
         table = describe_checks()
         if as_json:
             echo_json({"checks": table})
@@ -423,7 +426,7 @@ def check_cmd(obj: Context, names: tuple[str, ...], plugin: str | None, slow: bo
     try:
         findings = check_installed(obj.registry, patterns=names, plugin=plugin, slow=slow)
     except LookupError as exc:
-        raise CliError(str(exc).strip("'\""), "'benchsuite list' names the problems and "
+        raise CliError(exc.args[0], "'benchsuite list' names the problems and "
                        "integrators, 'benchsuite plugins' the plugins") from None
     counts = {s: sum(f.severity == s for f in findings) for s in Severity}
     if as_json:

@@ -143,15 +143,27 @@ def plugin_objects(plugin: str | None = None, registry: Any = None) -> list[Any]
     objects = []
     for kind, table in (("problem", registry.problems), ("integrator", registry.integrators)):
         for name, obj in table.items():
-            info = registry.origin(kind, name)
-            if plugin is None or plugin in (info.name, info.distribution):
+            if plugin is None or _is_plugin(registry.origin(kind, name), plugin):
                 objects.append(obj)
     if plugin is not None and not objects:
         loaded = sorted({p.name for p in registry.plugins if p.status == "loaded"}
                         | {p.distribution for p in registry.plugins if p.status == "loaded"})
+        close = difflib.get_close_matches(plugin, loaded, n=3, cutoff=0.6)
+        also = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
         raise LookupError(f"no loaded plugin named {plugin!r} registers a problem or an "
-                          f"integrator (loaded: {', '.join(loaded)})")
+                          f"integrator{also} (loaded: {', '.join(loaded)})")
     return objects
+
+
+def _normal(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503): case, '-', '_' and '.' do not
+    matter."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _is_plugin(info: Any, plugin: str) -> bool:
+    """Whether ``plugin`` names this plugin: its entry-point name, or its distribution."""
+    return plugin == info.name or _normal(plugin) == _normal(info.distribution)
 
 
 def parametrize_checks(*, plugin: str | None = None, objects: Iterable[Any] | None = None,
@@ -215,10 +227,12 @@ def check_installed(registry: Any, *, patterns: Iterable[str] = (), plugin: str 
     """
     patterns = list(patterns)
     findings = []
-    for err in registry.errors:
-        if plugin is None or plugin in (err.plugin.name, err.plugin.distribution):
+    for err in registry.errors:  # a plugin that did not load is a failure, when it is asked
+        if (plugin is None and not patterns) or (plugin and _is_plugin(err.plugin, plugin)):
             findings.append(Finding(err.plugin.name, "plugin", "load", Severity.FAIL,
                                     f"{err.stage}: {err.error}"))
+    if findings and plugin is not None:
+        return findings
     subjects = plugin_objects(plugin, registry)
     if patterns:
         chosen = [s for s in subjects if any(fnmatch.fnmatchcase(s.name, p) for p in patterns)]

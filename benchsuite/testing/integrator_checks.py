@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import re
 from typing import Any
 
 import numpy as np
+from scipy.integrate import solve_ivp
 
-from benchsuite.arrays import to_numpy
+from benchsuite.arrays import namespace, to_numpy
 from benchsuite.integrator import Integrator, State
 from benchsuite.oracle import Oracle, OracleError
 from benchsuite.problem import NAME_PATTERN, Problem
@@ -112,18 +114,18 @@ def check_declaration(integrator: Integrator, ctx: Context) -> str:
             not set(requires) <= ORACLE_NAMES:
         fail(f"requires = {requires!r}: a non-empty subset of {sorted(ORACLE_NAMES)}")
     order = integrator.order
-    if order is not None and (isinstance(order, bool) or not isinstance(order, int)
+    if order is not None and (isinstance(order, bool) or not isinstance(order, numbers.Integral)
                               or order < 1):
         fail(f"order = {order!r}: a positive int, or None")
     for flag in ("adaptive", "descent", "array_api"):
         if not isinstance(getattr(integrator, flag), bool):
             fail(f"{flag} = {getattr(integrator, flag)!r}: True or False")
     h = integrator.explicit_step
-    if h is not None and not (isinstance(h, int | float) and 0 < h < math.inf):
+    if h is not None and not (isinstance(h, numbers.Real) and 0 < h < math.inf):
         fail(f"explicit_step = {h!r}: a finite step > 0, or None")
     limit = integrator.stability_limit
-    if not (isinstance(limit, int | float) and 0 < limit < math.inf):
-        fail(f"stability_limit = {limit!r}: a finite number > 0")
+    if not (isinstance(limit, numbers.Real) and 0 < limit <= math.inf):
+        fail(f"stability_limit = {limit!r}: a number > 0 (inf for an A-stable method)")
     again = integrator.with_params(**integrator.params)
     if again != integrator or again.label != integrator.label:
         fail(f"with_params(**params) gave {again.label}, not {integrator.label}")
@@ -210,7 +212,9 @@ def check_pure_step(integrator: Integrator, ctx: Context) -> str:
 @check("integrator", needs=NEEDS)
 def check_rows_independent(integrator: Integrator, ctx: Context) -> str:
     """A row's trajectory does not depend on the other rows: stepped alone, in a permuted batch
-    or beside other rows, it gives the same points and flow times."""
+    or beside other rows, it gives the same points and flow times; rows taken out of a state
+    (``State.take``, as the harness retires rows) step as they would in it, and
+    ``State.concat`` of its halves gives it back."""
     problem = _reference(integrator)
     X = _start(problem, ctx, 6)
     other = problem.sample(ctx.rng(1), 6)
@@ -230,7 +234,28 @@ def check_rows_independent(integrator: Integrator, ctx: Context) -> str:
                 fail(f"rows stepped {how} differ from the same rows of the whole batch "
                      f"(state.{name}): a row's step must depend on its own state only (a "
                      "per-row step size, not a batch minimum)")
-    return f"{STEPS} steps, 3 batchings"
+    # the harness retires rows with State.take and re-joins isolated ones with State.concat:
+    # every per-row field must have the batch as its leading axis
+    xp = namespace(X)
+    state, oracle = _run(integrator, problem, X, steps=2)
+    idx = xp.asarray([4, 1])
+    if integrator.pure:  # an impure step consumes its state: it cannot be stepped twice
+        stepped_then_taken = _host(integrator.step(oracle, state).take(xp, idx))
+        taken_then_stepped = _host(integrator.step(oracle.view(np.array([4, 1])),
+                                                   state.take(xp, idx)))
+    rejoined = _host(type(state).concat(xp, [state.take(xp, xp.asarray([0, 1, 2])),
+                                             state.take(xp, xp.asarray([3, 4, 5]))]))
+    for name, value in _host(state).items():
+        if not np.array_equal(rejoined[name], value, equal_nan=True):
+            fail(f"State.concat of the halves of a state does not give back state.{name}: "
+                 "per-row fields must be arrays whose leading axis is the batch")
+    for name, value in taken_then_stepped.items() if integrator.pure else ():
+        if name in stepped_then_taken and not np.allclose(
+                value, stepped_then_taken[name], rtol=1e-12, equal_nan=True):
+            fail(f"stepping rows taken out of the state (State.take) gives another "
+                 f"state.{name} than taking them after the step: a per-row field is not "
+                 "indexed with its rows (keep per-row data in arrays of leading axis B)")
+    return f"{STEPS} steps, 3 batchings, take and concat"
 
 
 def _constant_step(integrator: Integrator, ctx: Context) -> float | None:
@@ -291,6 +316,12 @@ def check_fixed_step(integrator: Integrator, ctx: Context) -> str:
                      "explicit_step and stability_limit")
         return f"{subject.label}: constant step, stable up to dt lambda = 100 (implicit)"
     limit = subject.stability_limit
+    if limit == math.inf:
+        growth = _growth(subject, 100.0, h)
+        if not growth <= 10.0:
+            fail(f"{subject.label} declares an infinite stability limit but grows by "
+                 f"{growth:.3g} at h lambda = 100")
+        return f"{subject.label}: h = {h:g}, A-stable (stable at h lambda = 100)"
     stable, unstable = _growth(subject, 0.9 * limit, h), _growth(subject, 1.1 * limit, h)
     if not stable <= 10.0:
         fail(f"{subject.label} declares stability_limit {limit:g} but grows by {stable:.3g} "
@@ -301,45 +332,76 @@ def check_fixed_step(integrator: Integrator, ctx: Context) -> str:
     return f"{subject.label}: h = {h:g}, stable at 0.9 x {limit:.4g}, unstable at 1.1 x"
 
 
+#: Start points of the order check on the nonlinear reference (xy - 1)^2, off its saddle.
+X0_PRODUCT = np.array([[0.8, 0.6], [1.5, 0.3]])
+#: Steps per order measurement beyond which with_step(h) is taken to ignore h (a units slip).
+MAX_ORDER_STEPS = 20_000
+
+
+def _flow_error(variant: Integrator, problem: Problem, x0: np.ndarray, dt: float) -> float:
+    """Max error at t ~ 1 against the exact flow (quadratic) or a DOP853 solve at rtol 1e-13."""
+    state, _ = _run(variant, problem, x0, steps=round(1.0 / dt))
+    host = _host(state)
+    if problem.name.startswith("reference_quadratic"):
+        exact = exact_flow(A_REF, x0, host["t"])
+    else:
+        exact = np.stack([solve_ivp(lambda _t, y: -np.asarray(problem.grad(y[None]))[0],
+                                    (0.0, t), row, method="DOP853", rtol=1e-13,
+                                    atol=1e-14).y[:, -1] for row, t in zip(x0, host["t"],
+                                                                           strict=True)])
+    return float(np.abs(host["x"] - exact).max())
+
+
 @check("integrator", needs=NEEDS)
 def check_order(integrator: Integrator, ctx: Context) -> str:
-    """The declared order is confirmed by step halving: on the reference quadratic (exact flow
-    exp(-A t) x0) the error at t = 1 of the fixed-step variant falls like h^order (measured
-    slope >= order - 0.3 over four halvings)."""
+    """The declared order is confirmed by step halving, on a linear and a nonlinear flow: the
+    error at t = 1 of the fixed-step variant (``with_step``) against the exact flow of the
+    reference quadratic, and against a tight solve of (x y - 1)^2, falls like h^order (slope
+    >= order - 0.3 over four halvings); without a declared order, like h^0.7 at least (the
+    method converges to the flow, its flow time included)."""
     order = integrator.order
-    if order is None:
-        skip("no order declared")
-    problem = quadratic()
-    if integrator.skip(problem) is not None:
-        skip(f"skips the reference quadratic: {integrator.skip(problem)}")
-    base = 0.02 if order <= 2 else 0.1
-    steps, errors = [], []
+    claimed = 1 if order is None else order
+    base = 0.02 if claimed <= 2 else 0.1
+    variants = []
     for k in range(4):
-        variant = integrator.with_step(base / 2**k)
+        h = base / 2**k
+        variant = integrator.with_step(h)
         if variant is None:
             skip(f"declares order {order} but offers no fixed-step variant (override "
-                 "with_step) to measure it")
+                 "with_step) to measure it" if order else "no fixed-step variant to measure")
         dt = _constant_step(variant, ctx)
         if dt is None:
-            fail(f"with_step({base / 2**k:g}) gave {variant.label}, which does not take a "
-                 "constant step")
-        state, _ = _run(variant, problem, X0_REF, steps=round(1.0 / dt))
-        host = _host(state)
-        exact = exact_flow(A_REF, X0_REF, host["t"])
-        steps.append(dt)
-        errors.append(np.abs(host["x"] - exact).max())
-    usable = [(h, e) for h, e in zip(steps, errors, strict=True) if e > 1e-13]
-    if len(usable) < 3:
-        skip(f"errors {errors} reach rounding level: order cannot be measured")
-    slope = float(np.polyfit(np.log([h for h, _ in usable]), np.log([e for _, e in usable]),
-                             1)[0])
-    if slope < order - 0.3:
-        fail(f"declares order {order}, but the error falls like h^{slope:.2f} under step "
-             f"halving (errors {', '.join(f'{e:.2e}' for _, e in usable)})")
-    if slope > order + 0.7:
-        warn(f"declares order {order}, but the error falls like h^{slope:.2f}: declare the "
-             "higher order")
-    return f"measured order {slope:.2f}"
+            fail(f"with_step({h:g}) gave {variant.label}, which does not take a constant step")
+        if round(1.0 / dt) > MAX_ORDER_STEPS or (variants and not math.isclose(
+                dt / h, variants[0][1] / base, rel_tol=1e-6)):
+            fail(f"with_step({h:g}) takes steps of {dt:g} in flow time: the step must follow "
+                 "h (the same ratio dt/h for every h)")
+        variants.append((variant, dt))
+    measured = []
+    for problem, x0 in ((quadratic(), X0_REF), (product(), X0_PRODUCT)):
+        if integrator.skip(problem) is not None:
+            continue
+        steps = [dt for _, dt in variants]
+        errors = [_flow_error(v, problem, x0, dt) for v, dt in variants]
+        usable = [(h, e) for h, e in zip(steps, errors, strict=True) if e > 1e-12]
+        if len(usable) < 3:
+            continue  # rounding level: nothing to measure on this problem
+        slope = float(np.polyfit(np.log([h for h, _ in usable]),
+                                 np.log([e for _, e in usable]), 1)[0])
+        errs = ", ".join(f"{e:.2e}" for _, e in usable)
+        if order is None and slope < 0.7:
+            fail(f"does not converge to the gradient flow of {problem.name} as the step "
+                 f"shrinks (error ~ h^{slope:.2f}: {errs}): check the flow time it adds")
+        if order is not None and slope < order - 0.3:
+            fail(f"declares order {order}, but on {problem.name} the error falls like "
+                 f"h^{slope:.2f} under step halving (errors {errs})")
+        measured.append((problem.name, slope))
+    if not measured:
+        skip("the errors reach rounding level: the order cannot be measured")
+    if order is not None and min(s for _, s in measured) > order + 0.7:
+        warn(f"declares order {order}, but the error falls like h^{measured[0][1]:.2f}: "
+             "declare the higher order")
+    return "measured order " + ", ".join(f"{slope:.2f} ({name})" for name, slope in measured)
 
 
 @check("integrator", needs=NEEDS)
@@ -349,20 +411,26 @@ def check_descent(integrator: Integrator, ctx: Context) -> str:
     if not integrator.descent:
         skip("does not claim descent")
     problems = _applicable(integrator, [*oracle_variants(), product()])
-    for problem in problems:
+    # the claim holds for every step size: also try a step 10 times the stiffest time scale
+    big = integrator.with_step(10.0 / float(np.linalg.eigvalsh(A_REF).max()))
+    runs = [(integrator, p) for p in problems]
+    if big is not None:
+        runs += [(big, p) for p in _applicable(big, [quadratic()])]
+    for method, problem in runs:
         x0 = problem.sample(ctx.rng(2), 8)
         oracle = Oracle(problem, 8)
-        state = integrator.init(oracle, x0)
+        state = method.init(oracle, x0)
         prev = np.asarray(to_numpy(problem.f(state.x)))
         for k in range(30):
-            state = integrator.step(oracle, state)
+            state = method.step(oracle, state)
             now = np.asarray(to_numpy(problem.f(state.x)))
             rose = now > prev + 1e-12 * (1.0 + np.abs(prev))
             if rose.any():
-                fail(f"declares descent, but f rose on {problem.name} at step {k + 1} "
+                fail(f"declares descent, but f rose with {method.label} on {problem.name} at "
+                     f"step {k + 1} "
                      f"(from {prev[rose][0]:.10g} to {now[rose][0]:.10g})")
             prev = now
-    return f"{len(problems)} reference problems, 30 steps"
+    return f"{len(runs)} runs of 30 steps on reference problems"
 
 
 def _numeric_fields(integrator: Integrator) -> list[tuple[str, Any]]:

@@ -116,8 +116,9 @@ def descend(problem: Problem, X: np.ndarray, iterations: int = 300,
     once |x| exceeds ``stop_norm`` (a trajectory that escapes). Returns the points and values.
     """
     x = np.array(X, dtype=np.float64, copy=True)
-    fx = np.asarray(problem.f(x), dtype=np.float64)
-    g = np.asarray(problem.first_order(x), dtype=np.float64)
+    # copies: an oracle may return a read-only array (a cache, a broadcast, a pandas Series)
+    fx = np.array(problem.f(x), dtype=np.float64, copy=True)
+    g = np.array(problem.first_order(x), dtype=np.float64, copy=True)
     g2 = np.sum(g * g, axis=1)
     alpha = 1.0 / (1.0 + np.sqrt(g2))
     live = np.isfinite(fx) & np.isfinite(g2)
