@@ -50,6 +50,28 @@ def start_campaign(campaign_text: str, results: Path, run_id: str, *extra: str) 
                             start_new_session=True)
 
 
+def sh(*args: object, **kw: object) -> str:
+    """Run a command, assert it succeeded (showing its output if not), return its stdout."""
+    out = subprocess.run([str(a) for a in args], capture_output=True, text=True, **kw)
+    assert out.returncode == 0, f"{args} failed:\n{out.stdout}\n{out.stderr}"
+    return out.stdout
+
+
+def child_venv(env_dir: Path) -> Path:
+    """A fresh virtual environment that sees this one's packages (benchsuite, pip, pytest and
+    the .pth files of editable installs) without copying or downloading anything, so that a
+    plugin wheel installed into it with --no-deps --no-index adds only the plugin. Returns
+    its python."""
+    import sysconfig
+
+    sh(sys.executable, "-m", "venv", "--without-pip", env_dir)
+    python = env_dir / "bin" / "python"
+    site = sh(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").strip()
+    parent = sysconfig.get_paths()["purelib"]
+    Path(site, "_parent_env.pth").write_text(f"import site; site.addsitedir({parent!r})\n")
+    return python
+
+
 def assert_same_tables(a: Path, b: Path) -> None:
     """Two run folders hold the same cells with byte-identical trajectory and checkpoint files."""
     for kind in ("trajectories", "checkpoints"):

@@ -5,12 +5,11 @@ and installed with --no-deps --no-index into a fresh virtual environment that se
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
+from conftest import child_venv, sh
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "plugins" / "heavyball"
@@ -19,26 +18,13 @@ DIST = "benchsuite-heavyball"
 pytestmark = pytest.mark.slow
 
 
-def sh(*args, **kw):
-    out = subprocess.run([str(a) for a in args], capture_output=True, text=True, **kw)
-    assert out.returncode == 0, f"{args} failed:\n{out.stdout}\n{out.stderr}"
-    return out.stdout
-
-
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("plugin")
     sh(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
        "-w", tmp / "wheels", PLUGIN)
     (wheel,) = (tmp / "wheels").glob("benchsuite_heavyball-*.whl")
-    env_dir = tmp / "venv"
-    sh(sys.executable, "-m", "venv", env_dir)
-    python = env_dir / "bin" / "python"
-    site = sh(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").strip()
-    # let the fresh venv see benchsuite and its dependencies, .pth files (editable installs)
-    # included, without copying or downloading anything
-    parent = sysconfig.get_paths()["purelib"]
-    Path(site, "_parent_env.pth").write_text(f"import site; site.addsitedir({parent!r})\n")
+    python = child_venv(tmp / "venv")
     return python, wheel, tmp
 
 

@@ -11,10 +11,10 @@ import json
 import re
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
+from conftest import child_venv, sh
 
 NAME = "acme"
 DIST = "benchsuite-acme"
@@ -28,12 +28,6 @@ GENERATED_PASSED = 21
 pytestmark = pytest.mark.slow
 
 
-def sh(*args, **kw):
-    out = subprocess.run([str(a) for a in args], capture_output=True, text=True, **kw)
-    assert out.returncode == 0, f"{args} failed:\n{out.stdout}\n{out.stderr}"
-    return out.stdout
-
-
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """(python of a fresh venv with the generated plugin installed, the plugin folder, tmp)."""
@@ -44,14 +38,7 @@ def installed(tmp_path_factory):
     sh(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
        "-w", tmp / "wheels", target)
     (wheel,) = (tmp / "wheels").glob(f"{PACKAGE}-0.1.0-*.whl")
-    env_dir = tmp / "venv"
-    sh(sys.executable, "-m", "venv", "--without-pip", env_dir)
-    python = env_dir / "bin" / "python"
-    site = sh(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").strip()
-    # let the fresh venv see benchsuite, pip, pytest and their dependencies (.pth files of
-    # editable installs included) without copying or downloading anything
-    parent = sysconfig.get_paths()["purelib"]
-    Path(site, "_parent_env.pth").write_text(f"import site; site.addsitedir({parent!r})\n")
+    python = child_venv(tmp / "venv")
     sh(python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel)
     return python, target, tmp
 
