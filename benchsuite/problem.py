@@ -53,6 +53,8 @@ BatchFunction = Callable[[Array], Array]
 ProxFunction = Callable[[Array, float], Array]
 Sampler = Callable[[np.random.Generator, int], np.ndarray]
 
+#: What a problem is for (``Problem.role``).
+ROLES = ("benchmark", "negative control", "exploratory probe")
 #: Names end up in file paths and shell commands: keep them to a safe alphabet.
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_\-.=,\[\]]*$")
 
@@ -114,7 +116,7 @@ class Problem:
     critical_values: tuple[float, ...] = ()
     critical_values_complete: bool = False
     params: Mapping[str, Any] = field(default_factory=dict)
-    role: str = "benchmark"  # or "negative control", "exploratory probe"
+    role: str = "benchmark"  # one of ROLES
     array_api: bool = True
 
     def __post_init__(self) -> None:
