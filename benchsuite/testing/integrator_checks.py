@@ -60,9 +60,10 @@ def _host(state: State) -> dict[str, Any]:
     out = {}
     for fld in dataclasses.fields(state):
         value = getattr(state, fld.name)
-        if hasattr(value, "shape") and hasattr(value, "dtype") and \
-                np.dtype(to_numpy(value).dtype).kind in "biuf":
-            out[fld.name] = np.array(to_numpy(value), copy=True)
+        if hasattr(value, "shape") and hasattr(value, "dtype"):
+            host = np.array(to_numpy(value), copy=True)
+            if host.dtype.kind in "biuf":
+                out[fld.name] = host
     return out
 
 
@@ -117,7 +118,7 @@ def check_declaration(integrator: Integrator, ctx: Context) -> str:
     if order is not None and (isinstance(order, bool) or not isinstance(order, numbers.Integral)
                               or order < 1):
         fail(f"order = {order!r}: a positive int, or None")
-    for flag in ("adaptive", "descent", "array_api"):
+    for flag in ("adaptive", "descent", "array_api", "pure"):
         if not isinstance(getattr(integrator, flag), bool):
             fail(f"{flag} = {getattr(integrator, flag)!r}: True or False")
     h = integrator.explicit_step
@@ -154,7 +155,8 @@ def check_state(integrator: Integrator, ctx: Context) -> str:
     state = integrator.init(oracle, x0)
     if not isinstance(state, State):
         fail(f"init returned {type(state).__name__}, expected a benchsuite.State (or subclass)")
-    if np.any(_host(state)["t"] != 0.0):
+    before = _host(state)
+    if np.any(before["t"] != 0.0):
         fail("init's state does not start at flow time t = 0")
     for _ in range(STEPS):
         new = integrator.step(oracle, state)
@@ -166,10 +168,9 @@ def check_state(integrator: Integrator, ctx: Context) -> str:
                 fail(f"state.{name} has shape {host[name].shape}, expected {shape}")
         if host["flag"].dtype.kind not in "iu":
             fail(f"state.flag has dtype {host['flag'].dtype}, expected integers (Flag values)")
-        if np.any(host["t"] < _host(state)["t"]):
+        if np.any(host["t"] < before["t"]):
             fail("flow time t decreased in a step")
-        state = new
-    host = _host(state)
+        state, before = new, host
     running = host["flag"] == 0
     if running.any() and not np.all(host["t"][running] > 0):
         fail(f"after {STEPS} steps some running rows are still at t = 0: add each accepted "
@@ -190,10 +191,7 @@ def check_pure_step(integrator: Integrator, ctx: Context) -> str:
         skip("declares pure = False: its step consumes its state (and must raise RowErrors "
              "for faulty rows)")
     problem = _reference(integrator)
-    x0 = _start(problem, ctx)
-    oracle = Oracle(problem, x0.shape[0])
-    state = integrator.init(oracle, x0)
-    state = integrator.step(oracle, state)
+    state, oracle = _run(integrator, problem, _start(problem, ctx), steps=1)
     before = _host(state)
     first = _host(integrator.step(oracle, state))
     after = _host(state)
@@ -238,23 +236,22 @@ def check_rows_independent(integrator: Integrator, ctx: Context) -> str:
     # every per-row field must have the batch as its leading axis
     xp = namespace(X)
     state, oracle = _run(integrator, problem, X, steps=2)
-    idx = xp.asarray([4, 1])
-    if integrator.pure:  # an impure step consumes its state: it cannot be stepped twice
-        stepped_then_taken = _host(integrator.step(oracle, state).take(xp, idx))
-        taken_then_stepped = _host(integrator.step(oracle.view(np.array([4, 1])),
-                                                   state.take(xp, idx)))
     rejoined = _host(type(state).concat(xp, [state.take(xp, xp.asarray([0, 1, 2])),
                                              state.take(xp, xp.asarray([3, 4, 5]))]))
     for name, value in _host(state).items():
         if not np.array_equal(rejoined[name], value, equal_nan=True):
             fail(f"State.concat of the halves of a state does not give back state.{name}: "
                  "per-row fields must be arrays whose leading axis is the batch")
-    for name, value in taken_then_stepped.items() if integrator.pure else ():
-        if name in stepped_then_taken and not np.allclose(
-                value, stepped_then_taken[name], rtol=1e-12, equal_nan=True):
-            fail(f"stepping rows taken out of the state (State.take) gives another "
-                 f"state.{name} than taking them after the step: a per-row field is not "
-                 "indexed with its rows (keep per-row data in arrays of leading axis B)")
+    if integrator.pure:  # an impure step consumes its state: it cannot be stepped twice
+        rows = np.array([4, 1])
+        after = _host(integrator.step(oracle, state).take(xp, xp.asarray(rows)))
+        alone = _host(integrator.step(oracle.view(rows), state.take(xp, xp.asarray(rows))))
+        for name, value in alone.items():
+            if name in after and not np.allclose(value, after[name], rtol=1e-12,
+                                                 equal_nan=True):
+                fail(f"stepping rows taken out of the state (State.take) gives another "
+                     f"state.{name} than taking them after the step: a per-row field is not "
+                     "indexed with its rows (keep per-row data in arrays of leading axis B)")
     return f"{STEPS} steps, 3 batchings, take and concat"
 
 
@@ -298,15 +295,14 @@ def check_fixed_step(integrator: Integrator, ctx: Context) -> str:
     declares ``explicit_step`` and ``stability_limit``, and the declared limit is the true one:
     stable at 0.9 times it, unstable at 1.1 times it (400 steps). Without the declaration, a
     run stalled at the stability limit is called converged or undetermined."""
-    subject = integrator
-    if _constant_step(integrator, ctx) is None:
-        variant = integrator.with_step(0.05)
-        if variant is None:
-            skip("no constant step (adaptive or diminishing) and no fixed-step variant")
-        subject = variant
-    dt = _constant_step(subject, ctx)
+    subject, dt = integrator, _constant_step(integrator, ctx)
     if dt is None:
-        fail(f"{subject.label} (the fixed-step variant) does not take a constant step")
+        subject = integrator.with_step(0.05)
+        if subject is None:
+            skip("no constant step (adaptive or diminishing) and no fixed-step variant")
+        dt = _constant_step(subject, ctx)
+        if dt is None:
+            fail(f"{subject.label} (the fixed-step variant) does not take a constant step")
     h = subject.explicit_step
     if h is None:
         for h_lambda in (3.0, 10.0, 100.0):
