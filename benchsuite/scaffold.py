@@ -49,8 +49,9 @@ def check_name(name: str) -> None:
     Raises
     ------
     ValueError
-        When ``name`` is not allowed, or is the entry-point name of one of benchsuite's own
-        plugins (two plugins cannot share an entry-point name: the second would not load).
+        When ``name`` is not allowed, or is the entry-point name of an installed plugin
+        (benchsuite's own included: two plugins cannot share an entry-point name, the second
+        would not load).
     """
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise ValueError(
@@ -61,17 +62,11 @@ def check_name(name: str) -> None:
     if len(name) > MAX_NAME_LENGTH:
         raise ValueError(f"plugin name {name!r} is {len(name)} characters long: at most "
                          f"{MAX_NAME_LENGTH} are allowed")
-    if name in _builtin_plugin_names():
-        raise ValueError(f"plugin name {name!r} is taken by one of benchsuite's own plugins: "
-                         "choose another")
+    from benchsuite.plugins import installed_plugin_names
 
-
-def _builtin_plugin_names() -> frozenset[str]:
-    """Entry-point names that benchsuite itself registers (empty when it is not installed)."""
-    from benchsuite.plugins import CORE_DISTRIBUTION, GROUP
-
-    return frozenset(ep.name for ep in importlib.metadata.entry_points(group=GROUP)
-                     if ep.dist is not None and ep.dist.name == CORE_DISTRIBUTION)
+    if name in installed_plugin_names():
+        raise ValueError(f"plugin name {name!r} is taken by an installed plugin (benchsuite's "
+                         "own included): choose another")
 
 
 def placeholders(name: str) -> dict[str, str]:

@@ -267,9 +267,7 @@ def _distribution_findings(info: Any) -> list[Finding]:
         requires = importlib.metadata.requires(info.distribution) or []
     except importlib.metadata.PackageNotFoundError:
         return []
-    # PEP 503 normalised names: Benchsuite, benchsuite_ and benchsuite. are all benchsuite
-    names = {re.sub(r"[-_.]+", "-", re.split(r"[\s\[<>=!~;(]", r, maxsplit=1)[0]).lower()
-             for r in requires}
+    names = {_normal(re.split(r"[\s\[<>=!~;(]", r, maxsplit=1)[0]) for r in requires}
     if CORE_DISTRIBUTION in names:
         return [Finding(info.distribution, "plugin", "distribution", Severity.PASS,
                         "declares its dependency on benchsuite")]

@@ -184,12 +184,19 @@ class ConformanceWarning(UserWarning):
     """A check's warning, in a test."""
 
 
+#: Libraries whose frames are not where a plugin's mistake is (numpy raises for the plugin).
+_LIBRARIES = ("numpy", "scipy", "array_api_strict", "array_api_compat")
+
+
 def _where(exc: BaseException) -> str:
-    """` (at file:line)` of the innermost frame, so a plugin author finds the line at once."""
+    """` (at file:line)` of the innermost frame outside the numerical libraries, so that a
+    plugin author finds the line at once."""
     frames = traceback.extract_tb(exc.__traceback__)
-    if not frames:
+    own = [f for f in frames
+           if not any(f"/{lib}/" in f.filename.replace("\\", "/") for lib in _LIBRARIES)]
+    if not (own or frames):
         return ""
-    last = frames[-1]
+    last = (own or frames)[-1]
     return f" (at {last.filename}:{last.lineno})"
 
 
