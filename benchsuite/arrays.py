@@ -14,7 +14,22 @@ import numpy as np
 
 from benchsuite.problem import Array
 
-namespace = array_api_compat.array_namespace
+_NAMESPACES: dict[type, Any] = {}
+
+
+def namespace(*arrays: Any) -> Any:
+    """``array_api_compat.array_namespace``, with the answer cached by array type for one
+    numpy or JAX array: oracles ask on every call, and the full lookup costs as much as a
+    small batch's arithmetic."""
+    if len(arrays) == 1:
+        kind = type(arrays[0])
+        found = _NAMESPACES.get(kind)
+        if found is None:
+            found = array_api_compat.array_namespace(arrays[0])
+            if kind is np.ndarray or array_api_compat.is_jax_array(arrays[0]):
+                _NAMESPACES[kind] = found
+        return found
+    return array_api_compat.array_namespace(*arrays)
 
 
 def to_numpy(x: Array) -> np.ndarray:
@@ -61,3 +76,27 @@ def from_columns(xp: Any, columns: list[Array]) -> Array:
     large-B batches of the catalog, and elementwise arithmetic then keeps the layout.
     """
     return xp.stack(columns, axis=0).T
+
+
+def while_loop(xp: Any, cond: Any, body: Any, carry: Any) -> Any:
+    """``while cond(carry): carry = body(carry)``, compiled on JAX (``lax.while_loop``).
+
+    Integrators whose step iterates (an inner solve, a line search) loop through this helper
+    instead of a Python ``while`` on ``bool(...)``, so that the same code runs eagerly on
+    numpy and inside the harness's compiled chunks on JAX, where the host cannot read a
+    traced value. ``carry`` is a tuple of arrays whose shapes and dtypes ``body`` keeps.
+    """
+    if array_api_compat.is_jax_namespace(xp):
+        import jax
+
+        return jax.lax.while_loop(cond, body, carry)
+    while bool(cond(carry)):
+        carry = body(carry)
+    return carry
+
+
+def where_rows(xp: Any, mask: Array, new: Array, old: Array) -> Array:
+    """Rows of ``new`` where the (B,) ``mask`` holds, else rows of ``old`` ((B,) or (B, ...))."""
+    if new.ndim > 1:
+        mask = xp.reshape(mask, (-1,) + (1,) * (new.ndim - 1))
+    return xp.where(mask, new, old)

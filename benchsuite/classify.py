@@ -334,11 +334,15 @@ def _octave_samples(checkpoints: pd.DataFrame, batch: int) -> dict[str, np.ndarr
     start = checkpoints[(checkpoints["step"] == 0) & checkpoints["traj"].between(0, batch - 1)]
     result["g0"][start["traj"].to_numpy(dtype=np.int64)] = start["grad_norm"].to_numpy(float)
     cp = checkpoints[(checkpoints["t"] > 0) & checkpoints["traj"].between(0, batch - 1)]
-    cp = cp.sort_values(["traj", "step"], kind="stable")
     if cp.empty:
         return result
-    traj = cp["traj"].to_numpy(dtype=np.int64)
-    slot = cp.groupby("traj").cumcount().to_numpy()
+    traj, step = cp["traj"].to_numpy(dtype=np.int64), cp["step"].to_numpy(dtype=np.int64)
+    if not np.all((np.diff(traj) > 0) | ((np.diff(traj) == 0) & (np.diff(step) > 0))):
+        cp = cp.iloc[np.lexsort((step, traj))]  # the harness's tables come sorted already
+        traj = cp["traj"].to_numpy(dtype=np.int64)
+    # position of each checkpoint within its trajectory (traj is sorted)
+    starts = np.flatnonzero(np.append(True, traj[1:] != traj[:-1]))
+    slot = np.arange(traj.size) - np.repeat(starts, np.diff(np.append(starts, traj.size)))
     width = int(slot.max()) + 1
     padded = {}
     for name, column in (("t", "t"), ("f", "f"), ("R", "norm"), ("G", "grad_norm")):

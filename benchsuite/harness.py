@@ -32,6 +32,8 @@ import numpy as np
 import pandas as pd
 
 from benchsuite.arrays import namespace, to_numpy
+from benchsuite.backends import Backend, resolve, skip_reason
+from benchsuite.batches import CompiledBatch, EagerBatch, Limits
 from benchsuite.classify import classify
 from benchsuite.columns import point_column
 from benchsuite.integrator import Flag, Integrator, RowErrors, State
@@ -166,8 +168,8 @@ class CellResult:
 class _Recorder:
     """Collects checkpoint rows and final rows on the host."""
 
-    def __init__(self, problem: Problem, x0: np.ndarray, xp: Any) -> None:
-        self.problem, self.xp = problem, xp
+    def __init__(self, problem: Problem, x0: np.ndarray) -> None:
+        self.problem = problem
         batch = x0.shape[0]
         self.rows: list[dict[str, np.ndarray]] = []
         self.final: dict[str, np.ndarray] = {
@@ -187,19 +189,17 @@ class _Recorder:
         self.errors: dict[int, str] = {}  # trajectory -> message of the exception it raised
         self.inv0: np.ndarray | None = None  # set by the step-0 record; no oracle call here
 
-    def record(self, step: int, state: State, local: np.ndarray, oracle: Oracle
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """Record rows ``local`` of the batch; return which of them are non-finite, and which
-        raised in f or the gradient (their messages go to ``self.errors``)."""
-        xp, problem = self.xp, self.problem
-        ids = oracle.rows[local]
-        x = state.x if local.size == state.x.shape[0] else xp.take(
-            state.x, xp.asarray(local), axis=0)
-        xh = to_numpy(x)
-        f, f_errors = _isolating_eval(problem.f, x, (), f"{problem.name}.f")
-        g, g_errors = _isolating_eval(problem.first_order, x, (problem.n,),
+    def record(self, step: int, xh: np.ndarray, t: np.ndarray, ids: np.ndarray,
+               counts: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Record the trajectories ``ids`` at points ``xh`` (host float64, whatever the
+        backend: recording is observation, and evaluating it in numpy makes it the same on
+        every backend); return which rows are non-finite, and which raised in f or the
+        gradient (their messages go to ``self.errors``)."""
+        problem = self.problem
+        f, f_errors = _isolating_eval(problem.f, xh, (), f"{problem.name}.f")
+        g, g_errors = _isolating_eval(problem.first_order, xh, (problem.n,),
                                       f"{problem.name}.grad")
-        raised = np.zeros(local.size, dtype=bool)
+        raised = np.zeros(ids.size, dtype=bool)
         for row, msg in {**g_errors, **f_errors}.items():
             raised[row] = True
             self.errors.setdefault(int(ids[row]), msg)
@@ -207,7 +207,7 @@ class _Recorder:
         row = {
             "traj": ids,
             "step": np.full(ids.shape, step, dtype=np.int64),
-            "t": to_numpy(state.t)[local],
+            "t": t,
             "f": f,
             "f_gap": f - problem.f_star,
             "norm": norm,
@@ -215,19 +215,18 @@ class _Recorder:
         }
         if step == 0 and problem.invariant is not None:
             try:  # stored by trajectory id: rows may have left the batch before step 0
-                first = np.asarray(to_numpy(problem.invariant(x)), dtype=np.float64)
+                first = np.asarray(to_numpy(problem.invariant(xh)), dtype=np.float64)
                 self.inv0 = np.full((self.final["f"].shape[0], *first.shape[1:]), np.nan)
                 self.inv0[ids] = first
             except Exception:  # a broken invariant costs the drift column, not the cell
                 self.inv0 = None
         if self.inv0 is not None:
-            inv, _ = _isolating_eval(problem.invariant, x, self.inv0.shape[1:],
+            inv, _ = _isolating_eval(problem.invariant, xh, self.inv0.shape[1:],
                                      f"{problem.name}.invariant")
             row["drift"] = np.linalg.norm(inv - self.inv0[ids], axis=1)
         if problem.n <= POINTS_MAX_DIM:
             for j in range(problem.n):
                 row[f"x{j}"] = xh[:, j]
-        counts = oracle.counts(local)
         row.update(nfev=counts["f"], ngev=counts["grad"], nprox=counts["prox"])
         self.rows.append(row)
         final = self.final
@@ -266,14 +265,18 @@ class _Recorder:
             "x0": point_column(x0),
             "x": point_column(final["x"]),
         })
-        if self.rows:
-            checkpoints = pd.DataFrame({k: np.concatenate([r[k] for r in self.rows])
-                                        for k in self.rows[0]})
-            checkpoints = checkpoints.sort_values(["traj", "step"], kind="stable")
-            checkpoints = checkpoints.drop_duplicates(["traj", "step"], keep="last")
-        else:
-            checkpoints = pd.DataFrame()
-        return traj, checkpoints.reset_index(drop=True)
+        if not self.rows:
+            return traj, pd.DataFrame()
+        columns = {k: np.concatenate([r[k] for r in self.rows]) for k in self.rows[0]}
+        # rows were recorded in step order, so a stable sort by trajectory orders by (traj,
+        # step); of two records of one (traj, step), the later wins. numpy's stable integer
+        # sort and one gather per column, where pandas' sort_values and drop_duplicates cost
+        # as much as a thousand steps of a 20 000-trajectory batch.
+        order = np.argsort(columns["traj"], kind="stable")
+        ids, steps = columns["traj"][order], columns["step"][order]
+        later = np.append((ids[1:] != ids[:-1]) | (steps[1:] != steps[:-1]), True)
+        order = order[later]
+        return traj, pd.DataFrame({k: v[order] for k, v in columns.items()}, copy=False)
 
 
 def failed_result(problem: Problem, x0: np.ndarray, message: str, first: int = 0) -> CellResult:
@@ -282,7 +285,7 @@ def failed_result(problem: Problem, x0: np.ndarray, message: str, first: int = 0
 
     Calls no oracle (the cell may have failed on one that never returns).
     """
-    recorder = _Recorder(problem, x0, namespace(x0))
+    recorder = _Recorder(problem, x0)
     recorder.retire(np.arange(x0.shape[0]), Stop.ERROR, message)
     traj, checkpoints = _numbered(*recorder.tables(x0), first, None)
     traj["outcome"] = pd.Categorical([Outcome.FAILED] * len(traj), categories=OUTCOMES)
@@ -297,7 +300,7 @@ def run_cell(
     budget: Budget | None = None,
     *,
     recording: Recording | None = None,
-    xp: Any = None,
+    backend: str | Backend = "numpy",
     certificates: bool = True,
     first: int = 0,
     draw_landscape: bool = True,
@@ -315,8 +318,10 @@ def run_cell(
         again from their initial points with the budget doubled, up to k times; the column
         ``extensions`` says how many doublings each row got.
     recording : Recording, optional
-    xp : namespace, optional
-        Array namespace to run in (default numpy); ``x0`` is converted to it.
+    backend : str or Backend
+        The array library (and device) that runs the trajectories: ``"numpy"``, ``"jax"``,
+        or a :class:`~benchsuite.backends.Backend` from :func:`~benchsuite.backends.resolve`
+        (which picks the device). Numpy-only plugins are skipped on other backends.
     certificates : bool
         Let the problem's certificate decide where it speaks (False: generic rules only).
     first : int
@@ -337,15 +342,16 @@ def run_cell(
     if x0.ndim != 2 or x0.shape[1] != problem.n:
         raise ValueError(f"initial points for {problem.name} must have shape (B, {problem.n}), "
                          f"got {x0.shape}")
-    reason = integrator.skip(problem)
+    backend = resolve(backend)
+    reason = (skip_reason(backend, problem) or skip_reason(backend, integrator)
+              or integrator.skip(problem))
     if reason is not None:
         return CellResult(pd.DataFrame(), pd.DataFrame(), skipped=reason)
-    xp = namespace(x0) if xp is None else xp
     start = time.perf_counter()
     found: list[str] = []
 
     def attempt(rows: np.ndarray, factor: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-        return _run_rows(problem, integrator, x0[rows], budget.scaled(factor), recording, xp,
+        return _run_rows(problem, integrator, x0[rows], budget.scaled(factor), recording, backend,
                          start, certificates, found)
 
     traj, checkpoints = attempt(np.arange(x0.shape[0]), 1)
@@ -479,16 +485,17 @@ def _replace_rows(table: pd.DataFrame, new: pd.DataFrame, order: list[str],
     return merged.sort_values(order, kind="stable", ignore_index=True)
 
 
-def _run_rows(problem, integrator, x0, budget, recording, xp, start, certificates, found
+def _run_rows(problem, integrator, x0, budget, recording, backend, start, certificates, found
               ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One run of the batch ``x0`` under ``budget``, classified (the wall-time safety net
     counts from ``start``, shared by the extensions of a cell)."""
-    if xp is namespace(x0):
+    if backend.name == "numpy":
         # column-contiguous batches: the catalog's small-n oracles read columns X[:, i]
         x0 = np.asfortranarray(x0)
     with np.errstate(all="ignore"):  # overflow is detected and reported per trajectory
-        recorder = _Recorder(problem, x0, xp)
-        _loop(problem, integrator, xp.asarray(x0), budget, recording, recorder, start)
+        recorder = _Recorder(problem, x0)
+        _loop(problem, integrator, backend.asarray(x0), budget, recording, recorder, start,
+              backend)
         traj, checkpoints = recorder.tables(x0)
         traj = classify(problem, integrator, traj, checkpoints, certificates=certificates,
                         problems_found=found)  # never raises: a bug there loses no results
@@ -570,19 +577,17 @@ def _isolating_init(integrator: Integrator, oracle: Oracle, X0: Any, t_max: floa
     return (parts[0] if len(parts) == 1 else type(parts[0]).concat(xp, parts)), errors
 
 
-def _loop(problem, integrator, X0, budget, recording, recorder, start) -> None:
+def _loop(problem, integrator, X0, budget, recording, recorder, start, backend) -> None:
     xp = namespace(X0)
     batch = X0.shape[0]
     oracle = Oracle(problem, batch)
     t_grid = recording.time_grid(budget.t_max)
     step_grid = recording.step_grid(budget.max_steps)
+    step_marks = np.array(sorted(step_grid), dtype=np.int64)
     next_t = np.zeros(batch, dtype=np.int64)  # index into t_grid of each row's next checkpoint
 
-    def fail_all(exc: Exception, state_rows: np.ndarray) -> None:
-        recorder.retire(state_rows, Stop.ERROR, f"{type(exc).__name__}: {exc}")
-
     # A fault in init, or a start where f or the gradient is not finite, fails its own rows
-    # with the message; the other rows run.
+    # with the message; the other rows run. (Init runs eagerly on every backend.)
     state, init_errors = _isolating_init(integrator, oracle, X0, budget.t_max, xp)
     if init_errors:
         bad = np.array(sorted(init_errors))
@@ -593,17 +598,22 @@ def _loop(problem, integrator, X0, budget, recording, recorder, start) -> None:
         oracle.keep(good)
         next_t = next_t[good]
     try:
-        nonfinite, raised = recorder.record(0, state, np.arange(state.x.shape[0]), oracle)
+        rows = oracle.rows
+        live = EagerBatch(integrator, oracle, state, xp, _isolating_step)
+        nonfinite, raised = recorder.record(0, live.x(np.arange(rows.size)), live.t(), rows,
+                                            oracle.counts())
+        if backend.compiled:
+            live = CompiledBatch(integrator, oracle, state, budget.max_evals,
+                                 FINITE_CHECK_EVERY)
     except Exception as exc:
-        fail_all(exc, oracle.rows)
+        recorder.retire(oracle.rows, Stop.ERROR, f"{type(exc).__name__}: {exc}")
         return
     unusable = nonfinite | raised
     if unusable.any():
-        left = _retire(recorder, oracle, state, next_t, unusable,
-                       np.full(int(unusable.sum()), Stop.ERROR, dtype=object), xp, BAD_START)
-        if left is None:
+        next_t = _retire(recorder, live, next_t, unusable,
+                         np.full(int(unusable.sum()), Stop.ERROR, dtype=object), BAD_START)
+        if next_t is None:
             return
-        state, next_t = left
 
     step = 0
     # compare with the budget and the grid a hair early: flow time is a sum of rounded steps
@@ -612,18 +622,25 @@ def _loop(problem, integrator, X0, budget, recording, recorder, start) -> None:
     last = len(t_grid) - 1
     next_due = t_grid_early[0]
     while True:
-        step += 1
-        state, errors = _isolating_step(integrator, oracle, state, xp)
+        limits = None  # an eager batch takes one step: it needs no lookahead
+        if backend.compiled:
+            limits = Limits(due=t_grid_early[np.minimum(next_t, last)],
+                            stop_step=int(step_marks[np.searchsorted(step_marks, step, "right")]))
+        try:
+            step, errors = live.advance(step, limits)
+        except Exception as exc:  # a compiled step that cannot be traced fails its batch
+            recorder.retire(live.rows, Stop.ERROR, _compile_failure(exc, integrator, problem))
+            return
         if errors:
-            recorder.errors.update({int(oracle.rows[row]): msg for row, msg in errors.items()})
-        t = to_numpy(state.t)
-        flag = to_numpy(state.flag)
+            recorder.errors.update({int(live.rows[row]): msg for row, msg in errors.items()})
+        t = live.t()
+        flag = live.flag()
         size = t.shape[0]
         # The hot path: two reductions and a set lookup per step; per-row arrays (stop codes,
         # due masks) are built only on the steps where something ends or is recorded.
         code = flag.astype(np.int8) if flag.any() else None
         if step % FINITE_CHECK_EVERY == 0:
-            bad = ~to_numpy(xp.all(xp.isfinite(state.x), axis=1))
+            bad = live.nonfinite()
             if bad.any():
                 code = _mark(code, bad, STOP_CODES[Stop.NONFINITE])
         t_hi = t.max()
@@ -632,7 +649,7 @@ def _loop(problem, integrator, X0, budget, recording, recorder, start) -> None:
         if step >= budget.max_steps:
             code = _mark(code, np.ones(size, dtype=bool), STOP_CODES[Stop.MAX_STEPS])
         if budget.max_evals is not None:
-            evals = sum(oracle.counts().values())
+            evals = sum(live.counts().values())
             if (evals >= budget.max_evals).any():
                 code = _mark(code, evals >= budget.max_evals, STOP_CODES[Stop.MAX_EVALS])
         if time.perf_counter() - start > budget.wall_time:
@@ -648,9 +665,10 @@ def _loop(problem, integrator, X0, budget, recording, recorder, start) -> None:
         if due is not None and due.any():
             local = np.flatnonzero(due)
             try:
-                nonfinite, raised = recorder.record(step, state, local, oracle)
+                nonfinite, raised = recorder.record(step, live.x(local), t[local],
+                                                    live.rows[local], live.counts(local))
             except Exception as exc:
-                fail_all(exc, oracle.rows)
+                recorder.retire(live.rows, Stop.ERROR, f"{type(exc).__name__}: {exc}")
                 return
             if raised.any():
                 code = _mark(code, np.isin(np.arange(size), local[raised]), STOP_CODES[Stop.ERROR])
@@ -662,27 +680,35 @@ def _loop(problem, integrator, X0, budget, recording, recorder, start) -> None:
             next_t[local] = np.searchsorted(t_grid_early, t[local], side="right")
             next_due = t_grid_early[min(next_t.min(), last)]
         if ended is not None and ended.any():
-            left = _retire(recorder, oracle, state, next_t, ended, STOP_NAMES[code[ended]], xp)
-            if left is None:
+            next_t = _retire(recorder, live, next_t, ended, STOP_NAMES[code[ended]])
+            if next_t is None:
                 return
-            state, next_t = left
             next_due = t_grid_early[min(next_t.min(), last)]
 
 
-def _retire(recorder: _Recorder, oracle: Oracle, state: State, next_t: np.ndarray,
-            ended: np.ndarray, reasons: np.ndarray, xp: Any, message: str | None = None
-            ) -> tuple[State, np.ndarray] | None:
+def _compile_failure(exc: Exception, integrator: Integrator, problem: Problem) -> str:
+    """The message of rows failed by a compiled chunk that raised (a step that reads traced
+    values on the host, or a plugin bug that every row shares)."""
+    return (f"{type(exc).__name__}: {exc} (on a compiled backend, {integrator.name}.step and "
+            f"{problem.name}'s oracles are traced once for the whole batch: they must not "
+            "read array values on the host (bool(), float(), .item(), numpy calls), index by "
+            "host arrays or use rows=; use masks and benchsuite.arrays.while_loop)")
+
+
+def _retire(recorder: _Recorder, live: EagerBatch | CompiledBatch, next_t: np.ndarray,
+            ended: np.ndarray, reasons: np.ndarray, message: str | None = None
+            ) -> np.ndarray | None:
     """Retire the rows ``ended`` of the batch with their stop reasons and messages (an
-    exception's, where one was recorded, else ``message`` or the reason's); return the state
-    and checkpoint indices of the rows left, or None when none is left."""
-    ids = oracle.rows[np.flatnonzero(ended)]
+    exception's, where one was recorded, else ``message`` or the reason's); return the
+    checkpoint indices of the rows left, or None when none is left."""
+    ids = live.rows[np.flatnonzero(ended)]
     recorder.retire(ids, reasons, [recorder.errors.get(int(i), message or STOP_MESSAGES[r])
                                    for i, r in zip(ids, reasons, strict=True)])
     keep = np.flatnonzero(~ended)
     if keep.size == 0:
         return None
-    oracle.keep(keep)
-    return state.take(xp, xp.asarray(keep)), next_t[keep]
+    live.keep(keep)
+    return next_t[keep]
 
 
 def _mark(code: np.ndarray | None, mask: np.ndarray, value: int) -> np.ndarray:

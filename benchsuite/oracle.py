@@ -7,6 +7,11 @@ Counting is per trajectory but O(1) per call on the hot path: a call over the wh
 bumps one scalar; only calls over a subset (``rows=``, e.g. the proximal scheme retrying a few
 trajectories) touch the per-trajectory array. Rows leave the batch only when they retire, so a
 trajectory's count is the full-batch counter at that moment plus its own partial count.
+
+Code that cannot index on the host (a compiled JAX step) evaluates the whole batch and passes
+``where=`` (a boolean mask of the batch): only the rows it selects are counted, since the others'
+values are discarded. In the harness's compiled chunks, :class:`ArrayOracle` keeps the counts as
+arrays that travel with the state.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 import array_api_compat
 import numpy as np
 
+from benchsuite.arrays import to_numpy
 from benchsuite.problem import Array, Problem
 
 KINDS = ("f", "grad", "prox")
@@ -96,30 +102,43 @@ class Oracle:
         return child
 
     # -- the three oracles -------------------------------------------------------------------
-    def f(self, X: Array, rows: np.ndarray | None = None) -> Array:
-        """Values ``f(X)``, shape ``(B,)``, for ``X`` of shape ``(B, n)``."""
+    def f(self, X: Array, rows: np.ndarray | None = None, where: Array | None = None) -> Array:
+        """Values ``f(X)``, shape ``(B,)``, for ``X`` of shape ``(B, n)``.
+
+        ``rows`` (indices into the current batch) says which rows ``X`` holds when it is a
+        subset; ``where`` (a (B,) boolean mask) says which rows of a full batch are used, the
+        others' values being discarded: only those are counted.
+        """
         out = self.problem.f(X)
-        self._count("f", rows)
+        self._count("f", rows, where)
         return self._checked(out, (X.shape[0],), "f")
 
-    def grad(self, X: Array, rows: np.ndarray | None = None) -> Array:
-        """Gradient, or Clarke subgradient selection, shape ``(B, n)``."""
+    def grad(self, X: Array, rows: np.ndarray | None = None, where: Array | None = None
+             ) -> Array:
+        """Gradient, or Clarke subgradient selection, shape ``(B, n)`` (``rows``, ``where``:
+        as for :meth:`f`)."""
         out = self.problem.first_order(X)
-        self._count("grad", rows)
+        self._count("grad", rows, where)
         return self._checked(out, tuple(X.shape), "grad")
 
-    def prox(self, X: Array, tau: float | Array, rows: np.ndarray | None = None) -> Array:
-        """Proximal points ``argmin_y f(y) + |y - x|^2/(2 tau)``, shape ``(B, n)``."""
+    def prox(self, X: Array, tau: float | Array, rows: np.ndarray | None = None,
+             where: Array | None = None) -> Array:
+        """Proximal points ``argmin_y f(y) + |y - x|^2/(2 tau)``, shape ``(B, n)`` (``rows``,
+        ``where``: as for :meth:`f`)."""
         if self.problem.prox is None:
             raise OracleError(f"problem {self.problem.name!r} has no prox")
         out = self.problem.prox(X, tau)
-        self._count("prox", rows)
+        self._count("prox", rows, where)
         return self._checked(out, tuple(X.shape), "prox")
 
     # -- bookkeeping ---------------------------------------------------------------------------
-    def _count(self, kind: str, rows: np.ndarray | None) -> None:
+    def _count(self, kind: str, rows: np.ndarray | None, where: Array | None = None) -> None:
         counter = self._counts[kind]
-        if rows is None and not self._is_view:
+        if where is not None:
+            selected = np.flatnonzero(to_numpy(where))
+            rows = selected if rows is None else np.asarray(rows)[selected]
+            counter.partial[self.rows[rows]] += 1
+        elif rows is None and not self._is_view:
             counter.full += 1
         else:
             counter.partial[self.rows if rows is None else self.rows[rows]] += 1
@@ -141,3 +160,47 @@ class Oracle:
     def keep(self, local: np.ndarray) -> None:
         """Restrict the current batch to rows ``local`` (the others have retired)."""
         self.rows = self.rows[local]
+
+
+class ArrayOracle:
+    """Counted access to a problem's oracles inside a compiled (traced) step.
+
+    A step is traced once, so what it adds to the counts must be known without running it:
+    calls over the whole batch add a constant, ``calls[kind]`` (a host integer fixed at trace
+    time); calls with a ``where`` mask add that mask to ``masked[kind]``, a (B,) integer array
+    of the computation (None while there was none). Subsets by ``rows=`` (host indices) are
+    refused: a compiled step evaluates the whole batch with a mask.
+    """
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        self.calls = dict.fromkeys(KINDS, 0)
+        self.masked: dict[str, Array | None] = dict.fromkeys(KINDS)
+
+    def f(self, X: Array, rows: None = None, where: Array | None = None) -> Array:
+        self._count("f", rows, where)
+        return checked(self.problem.f(X), (X.shape[0],), self.problem.name, "f")
+
+    def grad(self, X: Array, rows: None = None, where: Array | None = None) -> Array:
+        self._count("grad", rows, where)
+        return checked(self.problem.first_order(X), tuple(X.shape), self.problem.name, "grad")
+
+    def prox(self, X: Array, tau: float | Array, rows: None = None,
+             where: Array | None = None) -> Array:
+        if self.problem.prox is None:
+            raise OracleError(f"problem {self.problem.name!r} has no prox")
+        self._count("prox", rows, where)
+        return checked(self.problem.prox(X, tau), tuple(X.shape), self.problem.name, "prox")
+
+    def _count(self, kind: str, rows: None, where: Array | None) -> None:
+        if rows is not None:
+            raise OracleError("oracle calls on a subset of rows (rows=) need host indexing, "
+                              "which compiled backends do not have: evaluate the whole batch "
+                              "and pass where=mask so that only the rows used are counted")
+        if where is None:
+            self.calls[kind] += 1
+            return
+        xp = array_api_compat.array_namespace(where)
+        added = xp.astype(where, xp.int64)
+        before = self.masked[kind]
+        self.masked[kind] = added if before is None else before + added

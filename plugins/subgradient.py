@@ -16,9 +16,10 @@ SCHEDULES = ("constant", "sqrt", "harmonic", "polyak")
 
 @dataclass(frozen=True)
 class SubgradientState(State):
-    """Adds the step counter and the best value and point seen (it is not a descent method)."""
+    """Adds the step counter (a 0-d integer array, shared by the rows) and the best value and
+    point seen (it is not a descent method)."""
 
-    k: int
+    k: Array
     f_best: Array
     x_best: Array
 
@@ -66,7 +67,9 @@ class SubgradientMethod(Integrator):
         return super().skip(problem)
 
     def init(self, oracle: Oracle, x0: Array) -> SubgradientState:
-        return SubgradientState.start(x0, k=0, f_best=oracle.f(x0), x_best=x0)
+        xp = namespace(x0)
+        return SubgradientState.start(x0, k=xp.asarray(0, dtype=xp.int64), f_best=oracle.f(x0),
+                                      x_best=x0)
 
     def step(self, oracle: Oracle, state: SubgradientState) -> SubgradientState:
         xp = namespace(state.x)
@@ -78,10 +81,11 @@ class SubgradientMethod(Integrator):
             g2 = xp.sum(g * g, axis=1)
             alpha = xp.minimum(gap / xp.where(g2 > 0.0, g2, 1.0), 1e3 * self.c)
             alpha = xp.where(g2 > 0.0, alpha, 0.0)
-        else:
-            scale = {"constant": 1.0, "sqrt": 1.0 / math.sqrt(k + 1),
-                     "harmonic": 1.0 / (k + 1)}[self.schedule]
-            alpha = xp.full(state.t.shape, self.c * scale, dtype=xp.float64)
+        else:  # k is an array (traced on compiled backends): no host arithmetic on it
+            steps = xp.astype(k, xp.float64) + 1.0
+            scale = {"constant": xp.ones_like(steps), "sqrt": 1.0 / xp.sqrt(steps),
+                     "harmonic": 1.0 / steps}[self.schedule]
+            alpha = self.c * scale * xp.ones(state.t.shape, dtype=xp.float64)
         x_new = state.x - xp.reshape(alpha, (-1, 1)) * g
         f_new = oracle.f(x_new)
         better = f_new < state.f_best

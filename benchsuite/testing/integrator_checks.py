@@ -42,17 +42,17 @@ class _CountingOracle(Oracle):
         super().__init__(problem, n_traj)
         self.invocations = 0
 
-    def f(self, X, rows=None):
+    def f(self, X, rows=None, where=None):
         self.invocations += 1
-        return super().f(X, rows)
+        return super().f(X, rows, where)
 
-    def grad(self, X, rows=None):
+    def grad(self, X, rows=None, where=None):
         self.invocations += 1
-        return super().grad(X, rows)
+        return super().grad(X, rows, where)
 
-    def prox(self, X, tau, rows=None):
+    def prox(self, X, tau, rows=None, where=None):
         self.invocations += 1
-        return super().prox(X, tau, rows)
+        return super().prox(X, tau, rows, where)
 
 
 def _host(state: State) -> dict[str, Any]:
