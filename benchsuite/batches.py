@@ -97,7 +97,7 @@ class CompiledBatch:
     the steps taken, plus what masked calls (``where=``) added, kept in the loop's state.
     """
 
-    def __init__(self, integrator: Integrator, oracle: Oracle, state: State,
+    def __init__(self, integrator: Integrator, oracle: Oracle, state: State, device: Any,
                  max_evals: int | None, finite_every: int) -> None:
         import jax
         import jax.numpy as jnp
@@ -105,13 +105,13 @@ class CompiledBatch:
         self.jnp, self.jax = jnp, jax
         self.ids = oracle.rows.copy()  # trajectory id of each (fixed) row
         self.live = np.arange(self.ids.size)  # positions of the rows still running
-        self.device = next(iter(state.x.devices()))
+        self.device = device
         counts = oracle.counts()
         self.init_counts = np.stack([np.asarray(counts[k], dtype=np.int64) for k in KINDS])
         self.masked = self._put(np.zeros_like(self.init_counts))
         self.active = self._put(np.ones(self.ids.size, dtype=bool))
         self.names, leaves, static = _split(state)
-        self.leaves = [jnp.asarray(v) for v in leaves]
+        self.leaves = [self._put(to_numpy(v)) for v in leaves]  # dtypes kept
         self._rebuild = _rebuilder(state, self.names, static)
         self._chunk, self._calls = _compiled_chunk(integrator, oracle.problem, state,
                                                    self.names, static, max_evals, finite_every)

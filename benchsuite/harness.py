@@ -489,13 +489,15 @@ def _run_rows(problem, integrator, x0, budget, recording, backend, start, certif
               ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One run of the batch ``x0`` under ``budget``, classified (the wall-time safety net
     counts from ``start``, shared by the extensions of a cell)."""
-    if backend.name == "numpy":
+    if backend.name == "numpy" or backend.compiled:
         # column-contiguous batches: the catalog's small-n oracles read columns X[:, i]
         x0 = np.asfortranarray(x0)
     with np.errstate(all="ignore"):  # overflow is detected and reported per trajectory
         recorder = _Recorder(problem, x0)
-        _loop(problem, integrator, backend.asarray(x0), budget, recording, recorder, start,
-              backend)
+        # a compiled backend starts on the host (init, with its fault isolation, is one call:
+        # eager device dispatch would cost more than it) and moves the state to the device
+        _loop(problem, integrator, x0 if backend.compiled else backend.asarray(x0), budget,
+              recording, recorder, start, backend)
         traj, checkpoints = recorder.tables(x0)
         traj = classify(problem, integrator, traj, checkpoints, certificates=certificates,
                         problems_found=found)  # never raises: a bug there loses no results
@@ -587,7 +589,7 @@ def _loop(problem, integrator, X0, budget, recording, recorder, start, backend) 
     next_t = np.zeros(batch, dtype=np.int64)  # index into t_grid of each row's next checkpoint
 
     # A fault in init, or a start where f or the gradient is not finite, fails its own rows
-    # with the message; the other rows run. (Init runs eagerly on every backend.)
+    # with the message; the other rows run.
     state, init_errors = _isolating_init(integrator, oracle, X0, budget.t_max, xp)
     if init_errors:
         bad = np.array(sorted(init_errors))
@@ -603,7 +605,7 @@ def _loop(problem, integrator, X0, budget, recording, recorder, start, backend) 
         nonfinite, raised = recorder.record(0, live.x(np.arange(rows.size)), live.t(), rows,
                                             oracle.counts())
         if backend.compiled:
-            live = CompiledBatch(integrator, oracle, state, budget.max_evals,
+            live = CompiledBatch(integrator, oracle, state, backend.native, budget.max_evals,
                                  FINITE_CHECK_EVERY)
     except Exception as exc:
         recorder.retire(oracle.rows, Stop.ERROR, f"{type(exc).__name__}: {exc}")
