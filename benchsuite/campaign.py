@@ -21,12 +21,17 @@ A campaign file is TOML too::
 
     [recording]         # per_octave, t_min
     per_octave = 2
+
+Top-level keys also choose where shards run (``executor``) and the array library that runs
+their trajectories, on which device (``backend = "jax"``, ``device = "gpu"``: see
+:mod:`benchsuite.backends`).
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import itertools
 import math
 import os
@@ -47,7 +52,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchsuite.execution import Executor, TaskFailure, default_executor
+from benchsuite.backends import BackendError
+from benchsuite.backends import resolve as resolve_backend
+from benchsuite.execution import (
+    Executor,
+    TaskFailure,
+    TaskRefused,
+    default_executor,
+    run_contained,
+)
 from benchsuite.fingerprint import fingerprint
 from benchsuite.harness import Budget, CellResult, Recording, failed_result, landscape_frame
 from benchsuite.integrator import Integrator
@@ -118,6 +131,14 @@ class Campaign:
         Where shards run: ``local`` (forked processes on this machine), ``dask`` (a Dask
         cluster), or an executor a plugin adds (``benchsuite plugins`` lists them). Not part
         of the fingerprint: a run may be resumed on another executor.
+    backend : str
+        The array library that runs the trajectories: ``numpy`` (the default), ``jax`` (a
+        compiled loop), or another of :data:`benchsuite.backends.BACKENDS`. Part of the
+        fingerprint; cells of numpy-only plugins are skipped on any other backend.
+    device : str or None
+        Where the backend computes: ``cpu``, ``gpu``, ``gpu:1``, ``cuda`` (torch), ...; None
+        is the backend's default (``cpu``; ``gpu`` for cupy). Its kind (``gpu``, not the
+        index) is part of the fingerprint: a run may be resumed on another GPU.
     """
 
     problems: tuple[str, ...] = ("*",)
@@ -129,6 +150,8 @@ class Campaign:
     certificates: bool = True
     shard_size: int = DEFAULT_SHARD_SIZE
     executor: str = "local"
+    backend: str = "numpy"
+    device: str | None = None
 
     def __post_init__(self) -> None:
         # Every way of building a campaign (a file, Python, the command line through
@@ -357,8 +380,9 @@ def manifest(campaign: Campaign, cells: list[Cell]) -> dict[str, Any]:
     }
 
 
-def invocation(registry: Registry) -> dict[str, Any]:
-    """One invocation of a run (appended to its manifest): command, versions, commit, machine."""
+def invocation(registry: Registry, backend: dict[str, str] | None = None) -> dict[str, Any]:
+    """One invocation of a run (appended to its manifest): command, versions, commit, machine,
+    and the array ``backend`` as this machine has it (:func:`check_backend`)."""
     versions = {}
     for lib in ("benchsuite", *KEY_LIBRARIES):
         try:
@@ -374,7 +398,65 @@ def invocation(registry: Registry) -> dict[str, Any]:
         "git_commit": _git_commit(),
         "machine": {"platform": platform.platform(), "python": sys.version.split()[0],
                     "processor": platform.processor(), "node": platform.node()},
+        "backend": backend,
     }
+
+
+#: Seconds the backend probe may take (importing JAX and finding its devices takes about one).
+BACKEND_PROBE_LIMIT = 120.0
+
+
+def check_backend(name: str, device: str | None = None) -> dict[str, str]:
+    """What runs a campaign's arithmetic on this machine (:meth:`Backend.describe`), checked
+    before any work.
+
+    numpy is resolved in this process. Any other library is resolved in a forked child that
+    reports what it found and exits: this process must not initialise it, because the local
+    executor forks a worker per shard, and neither JAX's thread pools nor a CUDA context
+    survive a fork (JAX warns of a deadlock). Each worker resolves the backend itself.
+
+    Parameters
+    ----------
+    name : str
+        A backend of :data:`benchsuite.backends.BACKENDS`.
+    device : str or None
+        ``cpu``, ``gpu``, ``gpu:1``, ...; None for the backend's default.
+
+    Returns
+    -------
+    dict
+        ``{"backend", "device", "version"}``, and ``"platform"`` where the library says
+        which hardware it found (JAX, torch on CUDA).
+
+    Raises
+    ------
+    BackendError
+        As :func:`benchsuite.backends.resolve`: an unknown name, a library that is not
+        installed (with the pip command), a device this machine does not have (with those
+        it has); or a library that crashed while starting.
+    """
+    return dict(_checked_backend(name, device))
+
+
+@functools.cache  # once per process: a run checks before the CLI's check and its own
+def _checked_backend(name: str, device: str | None) -> tuple[tuple[str, str], ...]:
+    if name == "numpy":
+        return tuple(resolve_backend(name, device).describe().items())
+    outcome = run_contained(_probe_backend, (name, device), time_limit=BACKEND_PROBE_LIMIT)
+    if isinstance(outcome, TaskFailure):
+        if outcome.refused:  # the probe's BackendError, as resolve worded it
+            raise BackendError(outcome.message)
+        raise BackendError(f"backend {name} failed to start on this machine: "
+                           f"{outcome.message.splitlines()[0]}")
+    return tuple(outcome.items())
+
+
+def _probe_backend(spec: tuple[str, str | None]) -> dict[str, str]:
+    """Resolve and describe a backend (in the probe's child process)."""
+    try:
+        return resolve_backend(*spec).describe()
+    except BackendError as exc:  # a refusal travels back as its message alone
+        raise TaskRefused(str(exc)) from None
 
 
 def _git_commit() -> str | None:
@@ -411,7 +493,9 @@ def run_campaign(campaign: Campaign, registry: Registry, run_dir: str | Path,
                  wait: bool = False) -> RunStore:
     """Run every cell not yet on disk, writing each as it finishes; return the store.
 
-    The folder is locked for the whole run (:class:`~benchsuite.results.FolderBusy` if another
+    The campaign's backend is checked first (:func:`check_backend`; a
+    :class:`~benchsuite.backends.BackendError` before the folder is created). The folder is
+    locked for the whole run (:class:`~benchsuite.results.FolderBusy` if another
     process holds it, unless ``wait``) and bound to this campaign's fingerprint
     (:class:`~benchsuite.results.CampaignMismatch` before any work if it holds another one).
     Running the same campaign into the same folder again resumes it: intact finished cells
@@ -421,11 +505,13 @@ def run_campaign(campaign: Campaign, registry: Registry, run_dir: str | Path,
     trajectories with the message, and the campaign goes on; with ``strict``, the campaign
     stops there instead (:class:`CampaignAborted`), that cell written.
     """
+    # before the folder is created: a backend this machine cannot run writes nothing
+    backend = check_backend(campaign.backend, campaign.device)
     cells = plan(registry, campaign)
     store = RunStore(run_dir)
     with store.lock(wait=wait):
         store.open(fingerprint(campaign, registry, cells), manifest(campaign, cells),
-                   invocation(registry))
+                   invocation(registry, backend))
         for key in store.strays({c.key for c in cells}):
             where = store.quarantine(key, "a cell record that is not part of the campaign")
             warnings.warn(f"a stray cell record {key} was moved to {where}",

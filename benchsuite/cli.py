@@ -42,6 +42,7 @@ import click
 import pandas as pd
 
 from benchsuite import jsonio
+from benchsuite.backends import BACKENDS, Backend, BackendError, skip_reason
 from benchsuite.campaign import (
     DEFAULT_CAMPAIGN_BUDGET,
     Campaign,
@@ -50,6 +51,7 @@ from benchsuite.campaign import (
     Cell,
     WorkersRefused,
     campaign_from_dict,
+    check_backend,
     load_campaign,
     make_executor,
     packaged_campaigns,
@@ -532,31 +534,42 @@ class _Tally:
         self.finished += 1
 
 
-def _refuse_nothing_to_run(cells: list[Cell], registry: Registry) -> None:
-    """Refuse a campaign whose every cell would be skipped (no integrator applies)."""
+def _refuse_nothing_to_run(cells: list[Cell], registry: Registry, backend: str = "numpy"
+                           ) -> None:
+    """Refuse a campaign whose every cell would be skipped (no integrator applies, or every
+    cell needs a numpy-only plugin and the campaign runs on another ``backend``)."""
+    # only the name matters to skip_reason: the library itself is never started here
+    on = Backend(name=backend, device="cpu", compiled=False)
     reasons: dict[str, int] = {}
+    by_backend = False
     for cell in cells:
         try:
-            why = cell.integrator.skip(cell.problem)
+            lacks = skip_reason(on, cell.problem) or skip_reason(on, cell.integrator)
+            why = lacks or cell.integrator.skip(cell.problem)
         except Exception:  # a plugin's skip() that raises: its cell will say so
             return
         if why is None:
             return
+        by_backend = by_backend or lacks is not None
         reasons[why] = reasons.get(why, 0) + 1
     problems = list({c.problem.name: c.problem for c in cells}.values())
     applicable = []
     for name, integrator in registry.integrators.items():
         try:
-            if all(integrator.skip(p) is None for p in problems):
+            if skip_reason(on, integrator) is None and all(
+                    skip_reason(on, p) is None and integrator.skip(p) is None for p in problems):
                 applicable.append(name)
         except Exception:
             continue
     shown = "; ".join(list(reasons)[:3]) + (f"; and {_count(len(reasons) - 3, 'more reason')}"
                                             if len(reasons) > 3 else "")
     where = "" if len(cells) == 1 else f"in all {len(cells)} cells of this campaign, "
-    message = (f"nothing to run: {where}the integrator does not apply to the problem "
-               f"({shown})")
-    if applicable:
+    what = "the cell is skipped" if by_backend else "the integrator does not apply to the problem"
+    message = f"nothing to run: {where}{what} ({shown})"
+    if by_backend and not applicable:
+        hint = ("numpy-only plugins run on the numpy backend only (the default: --backend "
+                "numpy), or choose other problems and integrators")
+    elif applicable:
         these = "this problem" if len(problems) == 1 else "these problems"
         hint = f"choose integrators that apply to {these}, e.g. -i {' -i '.join(applicable[:4])}"
     else:
@@ -624,6 +637,13 @@ def _progress_observer(progress: bool | None, quiet: bool) -> Any:
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="A Dask scheduler to run on (tcp://HOST:PORT; implies --executor dask). "
                    "Default: Dask's scheduler-address setting, else a local cluster.")
+@click.option("--backend", default=None, metavar="NAME",
+              help="The array library that runs the trajectories: numpy (default) or jax (a "
+                   "compiled loop, float64); torch, cupy where installed. Numpy-only plugins "
+                   "are skipped on any other backend.")
+@click.option("--device", default=None, metavar="DEVICE",
+              help="Where the backend computes: cpu (default), gpu, gpu:1 (jax); cuda, cuda:1 "
+                   "(torch).")
 @click.option("--in-process", is_flag=True,
               help="Debugging only: run shards one by one in this process, with NO containment "
                    "(a crashing or hanging oracle takes the run with it; no hard time limit).")
@@ -639,8 +659,8 @@ def _progress_observer(progress: bool | None, quiet: bool) -> Any:
 @click.pass_context
 def run_cmd(ctx: click.Context, campaign_file, problems, integrators, n_points, seed, t_max,
             max_steps, max_evals, wall_time, extend, certificates, results_dir, run_id,
-            resume_dir, shard_size, workers, executor_name, scheduler, in_process, wait, yes,
-            progress, as_json, verbosity) -> None:
+            resume_dir, shard_size, workers, executor_name, scheduler, backend, device,
+            in_process, wait, yes, progress, as_json, verbosity) -> None:
     """Run a campaign; with no options, the default one on the built-in catalog.
 
     Results go to RESULTS_DIR/RUN_ID/ (parquet tables and a manifest); finished cells of an
@@ -681,6 +701,12 @@ def run_cmd(ctx: click.Context, campaign_file, problems, integrators, n_points, 
             changes["executor"] = executor_name
         elif "scheduler" in given:
             changes["executor"] = "dask"
+        if "backend" in given:
+            changes["backend"] = backend
+            if "device" not in given and backend != base.backend:
+                changes["device"] = None  # a device is its backend's: take the new one's default
+        if "device" in given:
+            changes["device"] = device
         budget_changes = {k: v for k, v in (("t_max", t_max), ("max_steps", max_steps),
                                             ("max_evals", max_evals), ("wall_time", wall_time),
                                             ("extend", extend))
@@ -689,10 +715,14 @@ def run_cmd(ctx: click.Context, campaign_file, problems, integrators, n_points, 
             changes["budget"] = replace(base.budget, **budget_changes)
         campaign = replace(base, **changes)
         cells = plan(obj.registry, campaign)  # validate every name before any work starts
+        check_backend(campaign.backend, campaign.device)  # installed, and the device present
+    except BackendError as exc:
+        raise CliError(str(exc), f"backends: {', '.join(BACKENDS)}; the default, numpy, needs "
+                       "nothing more (README: Backends and GPUs)") from exc
     except (CampaignError, ValueError, FileNotFoundError) as exc:
         raise CliError(str(exc), "see 'benchsuite run --help'; 'benchsuite list' shows the "
                        "problems and integrators") from exc
-    _refuse_nothing_to_run(cells, obj.registry)
+    _refuse_nothing_to_run(cells, obj.registry, campaign.backend)
     trajectories = len(cells) * campaign.n_points
     if not yes and (len(cells) > CONFIRM_CELLS or trajectories > CONFIRM_TRAJECTORIES):
         raise CliError(

@@ -65,6 +65,7 @@ import pandas as pd
 from scipy import stats
 
 from benchsuite.columns import points
+from benchsuite.fingerprint import IMPLIED
 from benchsuite.results import RunStore, load_results
 from benchsuite.stats import newcombe
 from benchsuite.vocabulary import OUTCOMES
@@ -78,7 +79,7 @@ WORSE_IF_DOWN = frozenset({"global"})
 WORSE_IF_UP = frozenset(OUTCOMES) - set(GLOBAL)
 COSTS = (f"evals_to_{TARGET:g}", f"t_to_{TARGET:g}")
 #: Campaign settings that change results (from the manifests' fingerprints).
-SETTINGS = ("n_points", "seed", "budget", "recording", "certificates")
+SETTINGS = ("n_points", "seed", "budget", "recording", "certificates", "backend", "device")
 N_RESAMPLES = 999
 #: The verdicts, in display order, with their section titles.
 VERDICTS = {"regression": "REGRESSIONS", "improvement": "IMPROVEMENTS",
@@ -606,8 +607,8 @@ def _settings(base: dict | None, new: dict | None, names: tuple[str, str]) -> li
         return [f"no manifest for {names[0 if base is None else 1]}: settings not compared"]
     old, now = base.get("fingerprint", {}), new.get("fingerprint", {})
     lines = []
-    for key in SETTINGS:
-        a, b = old.get(key), now.get(key)
+    for key in SETTINGS:  # (a key left out of a fingerprint has its implied value)
+        a, b = old.get(key, IMPLIED.get(key)), now.get(key, IMPLIED.get(key))
         pairs = ([(f"{key}.{k}", a.get(k), b.get(k)) for k in sorted({*a, *b})]
                  if isinstance(a, dict) and isinstance(b, dict) else [(key, a, b)])
         lines += [f"{k}: {names[0]} {x!r}, {names[1]} {y!r}" for k, x, y in pairs if x != y]

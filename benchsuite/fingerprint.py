@@ -3,10 +3,16 @@
 Two invocations may write into the same run folder only if their fingerprints are equal: the
 same cells (problems, and integrators with their hyperparameters, after globs and grids are
 expanded), the same initial points (count, seed), shards, budgets, recording and certificate
-setting, the same versions of benchsuite and of every plugin distribution that contributes a
-cell, and the same source code of those packages (an editable install changes without a new
-version).
-Anything else (worker count, executor, progress bar, the spelling of a glob) may change freely.
+setting, the same array backend and kind of device (``jax`` on ``gpu``), the same versions of
+benchsuite and of every plugin distribution that contributes a cell, and the same source code
+of those packages (an editable install changes without a new version).
+Anything else (worker count, executor, which GPU of a kind, progress bar, the spelling of a
+glob) may change freely.
+
+A key added after run folders were written is left out while it has the value that every older
+folder implicitly had (:data:`IMPLIED`): a campaign that does not use it keeps its fingerprint,
+and an older folder is still told apart by what really differs (new code, say) rather than by
+a key it never had.
 
 Like a lock file of a package manager, the fingerprint is plain JSON kept in the manifest; its
 SHA-256 names it in each cell's record, so a cell written under another campaign is caught.
@@ -23,9 +29,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchsuite.backends import DEVICE_KINDS
+
 if TYPE_CHECKING:
     from benchsuite.campaign import Campaign, Cell
     from benchsuite.plugins import Registry
+
+#: Keys added to the fingerprint later, and the value every folder written before them had
+#: (see the module docstring): such a key is written only when it differs.
+IMPLIED: dict[str, Any] = {"backend": "numpy", "device": "cpu"}
 
 
 def provenance(registry: Registry, names: list[tuple[str, str]]
@@ -61,7 +73,16 @@ def fingerprint(campaign: Campaign, registry: Registry, cells: list[Cell]) -> di
         "shard_size": min(campaign.shard_size, campaign.n_points),
         "versions": versions,
         "code": code,
+        **_backend(campaign),
     }
+
+
+def _backend(campaign: Campaign) -> dict[str, str]:
+    """The backend's entries: its name and the kind of its device (``gpu`` of ``gpu:1``: the
+    arithmetic is the kind's, so a run may be resumed on another GPU), those not implied."""
+    device = campaign.device or DEVICE_KINDS.get(campaign.backend, ("cpu",))[0]
+    found = {"backend": campaign.backend, "device": device.lower().partition(":")[0]}
+    return {key: value for key, value in found.items() if value != IMPLIED[key]}
 
 
 @functools.cache
@@ -98,7 +119,7 @@ def differences(recorded: dict[str, Any], wanted: dict[str, Any], limit: int = 6
     """What differs between the folder's fingerprint and this invocation's, one line each."""
     lines = []
     for key in sorted(set(recorded) | set(wanted)):
-        old, new = recorded.get(key), wanted.get(key)
+        old, new = recorded.get(key, IMPLIED.get(key)), wanted.get(key, IMPLIED.get(key))
         if old == new:
             continue
         if key == "cells":

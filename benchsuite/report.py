@@ -619,12 +619,25 @@ def campaign_html(manifest: Mapping[str, Any], names: Mapping[str, str]) -> str:
         "seed": campaign.get("seed", "?"),
         "budgets": ", ".join(f"{k} = {v}" for k, v in budget.items()),
         "certificates": campaign.get("certificates", "?"),
+        "backend": backend_text(campaign, invocations[-1].get("backend")),
         "versions": ", ".join(versions) or "?",
     }
     rows.update({f"integrator {short}": full for full, short in names.items()})
     table = pd.Series(rows, name="").to_frame().to_html(classes="board", border=0,
                                                          header=False)
     return f'<details><summary>Campaign</summary><div class="scroll">{table}</div></details>'
+
+
+def backend_text(campaign: Mapping[str, Any], about: Mapping[str, Any] | None) -> str:
+    """Which array library ran a campaign, on which device: ``jax 0.4.35 on gpu
+    (gpu:NVIDIA H100)``, from the campaign and what an invocation found
+    (:func:`benchsuite.campaign.check_backend`); runs made before backends existed ran numpy."""
+    name = campaign.get("backend") or "numpy"
+    about = about if isinstance(about, Mapping) else {}
+    device = about.get("device") or campaign.get("device") or "cpu"
+    version = f" {about['version']}" if about.get("version") else ""
+    platform = f" ({about['platform']})" if about.get("platform") else ""
+    return f"{name}{version} on {device}{platform}"
 
 
 class ReportSection(Protocol):
@@ -803,7 +816,8 @@ def write_report(run: str | Path, out: str | Path | None = None, *,
         lambda: outcome_heatmap(traj, skipped, missing), "outcome_heatmap",
         "Rate of reaching the global infimum, problem x integrator, annotated with the most "
         f"frequent outcome ({legend}); hatched n/a: the integrator does not apply to the "
-        "problem (e.g. no gradient); missing: cell not finished or damaged"))
+        "problem (e.g. no gradient, or numpy-only code on another backend); missing: cell "
+        "not finished or damaged"))
     page.append(figures.add(lambda: outcome_shares(traj), "outcome_shares",
                              "Outcomes per integrator, on the problems every integrator "
                              "applies to"))

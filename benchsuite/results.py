@@ -6,8 +6,9 @@ Layout::
         manifest.json                  the campaign, its fingerprint, and every invocation
                                        (command, versions, git commit, machine), appended
         cells/<cell>.json              the record of a finished cell: SHA-256 of each of its
-                                       files, the campaign fingerprint and the versions that
-                                       produced it; written last, so it marks the cell done
+                                       files, the campaign fingerprint, the versions and the
+                                       array backend (library, device, version, platform)
+                                       that produced it; written last, so it marks it done
         shards/<cell>.<k>.json         the record of shard k of an unfinished cell (cells of
                                        more than ``shard_size`` trajectories), merged into the
                                        cell's record when its last shard is written
@@ -73,6 +74,10 @@ _DATA = (CHECKPOINTS, TRAJECTORIES, LANDSCAPES, SKIPPED, TIMINGS)
 _BEFORE_MANIFEST = re.compile(r"^(\.lock|\.lock\.holder|\.(manifest\.json|\.lock\.holder)\..*\.tmp"
                               r"|\.write-test-\d+)$")
 _KEY = re.compile(r"^[A-Za-z0-9_=,+\-][A-Za-z0-9_.=,+\-]{0,200}$")
+#: Entries of a result's ``info`` that say what produced it (the array backend, as the worker
+#: found it: :func:`benchsuite.tasks.run_task`): kept in the cell's record, beside the
+#: versions, rather than in its timings.
+PROVENANCE = ("backend",)
 
 
 class FolderBusy(RuntimeError):
@@ -441,7 +446,8 @@ class RunStore:
         anything is written. Disk errors raise :class:`StoreWriteError`.
         """
         files = self._write_tables(key, labels, result)
-        self._write_record(self.path / CELLS / f"{key}.json", key, labels, files)
+        self._write_record(self.path / CELLS / f"{key}.json", key, labels, files,
+                           **_provenance(result))
 
     def write_shard(self, key: str, labels: dict[str, Any], shard: int,
                     result: CellResult) -> None:
@@ -454,7 +460,7 @@ class RunStore:
             raise ValueError("a skipped cell is written whole (write_cell), not by shards")
         files = self._write_tables(f"{key}.{shard:05d}", labels, result)
         self._write_record(self.path / SHARDS / f"{key}.{shard:05d}.json", key, labels,
-                           files, suffix=f".{shard:05d}", shard=shard)
+                           files, suffix=f".{shard:05d}", shard=shard, **_provenance(result))
 
     def shard_files(self, key: str, kind: str) -> list[Path]:
         """The files of ``kind`` of an unfinished cell's written shards, in shard order."""
@@ -501,9 +507,18 @@ class RunStore:
         if count == 1:
             return
         files: dict[str, str] = dict(landscape or {})
+        found: dict[str, list[Any]] = {name: [] for name in PROVENANCE}
         for shard in range(count):
-            files.update(_read_json(self.path / SHARDS / f"{key}.{shard:05d}.json")["files"])
-        record = self._record(key, labels, {}, shards=count)
+            part = _read_json(self.path / SHARDS / f"{key}.{shard:05d}.json")
+            files.update(part["files"])
+            for name, seen in found.items():
+                if name in part and part[name] not in seen:
+                    seen.append(part[name])
+        # one entry when every shard agrees; each distinct one when shards ran on
+        # different workers (another GPU model, say)
+        merged = {name: seen[0] if len(seen) == 1 else seen
+                  for name, seen in found.items() if seen}
+        record = self._record(key, labels, {}, shards=count, **merged)
         record["files"] = dict(sorted(files.items()))
         self._write_text(self.path / CELLS / f"{key}.json", _json(record))
         for shard in range(count):  # a leftover would only be ignored: the record says done
@@ -526,9 +541,10 @@ class RunStore:
             files[SKIPPED] = self._write_text(self.path / SKIPPED / f"{name}.json",
                                               _json({**labels, "reason": result.skipped}))
         else:
+            timings = {k: v for k, v in result.info.items() if k not in PROVENANCE}
             files[TIMINGS] = self._write_text(
                 self.path / TIMINGS / f"{name}.json",
-                _json({**labels, "wall_time": result.wall_time, **result.info}))
+                _json({**labels, "wall_time": result.wall_time, **timings}))
             for kind, arrow in tables.items():
                 files[kind] = _atomic_write(self.path / kind / f"{name}.parquet",
                                             lambda tmp, a=arrow: pq.write_table(a, tmp),
@@ -594,6 +610,11 @@ class RunStore:
             elif paths:
                 rows.append(json.loads(paths[0].read_text()))
         return pd.DataFrame(rows)
+
+
+def _provenance(result: CellResult) -> dict[str, Any]:
+    """The entries of ``result.info`` that go into its record (:data:`PROVENANCE`)."""
+    return {name: result.info[name] for name in PROVENANCE if name in result.info}
 
 
 def _rel(kind: str, name: str) -> str:

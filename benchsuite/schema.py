@@ -17,7 +17,7 @@ import dataclasses
 import reprlib
 import types
 import typing
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import (
@@ -31,6 +31,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
+from benchsuite.backends import BACKENDS
 from benchsuite.harness import MAX_EXTEND, Budget, Recording
 
 MAX_NAME_LENGTH = 10_000  # a grid of about a thousand values
@@ -97,6 +98,9 @@ Names = Annotated[tuple[Name, ...], BeforeValidator(_as_tuple)]
 NAMES_TEXT = (f"a non-empty list of non-empty strings (at most {MAX_NAME_LENGTH} characters "
               "each), or one string")
 NAME_TEXT = f"a non-empty string of at most {MAX_NAME_LENGTH} characters"
+#: A device as a user names it: a kind, optionally with an index (``cpu``, ``gpu``, ``cuda:1``);
+#: which kinds a backend has is checked where it is resolved (:func:`benchsuite.backends.resolve`).
+Device = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_]+(:[0-9]+)?$", max_length=64)]
 
 
 def _between(lo: float, hi: float, default: Any) -> Any:
@@ -151,6 +155,9 @@ class CampaignSchema(_Strict):
     certificates: Bool = True
     shard_size: Int = _between(1, MAX_N_POINTS, DEFAULT_SHARD_SIZE)
     executor: Name = "local"
+    backend: Literal[BACKENDS] = Field("numpy", description="one of " + ", ".join(BACKENDS))
+    device: Device | None = Field(None, description="a device such as cpu, gpu or gpu:1, or "
+                                  "left out (the backend's default)")
 
 
 def validate_campaign(data: Any) -> CampaignSchema:

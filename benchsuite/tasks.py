@@ -9,13 +9,15 @@ own (no quantity couples the rows of a batch), so results agree across shard siz
 rounding of batched linear algebra, and are byte-identical across worker counts.
 
 A :class:`Task` names its problem, its integrator and hyperparameters, its shard, the seed
-scheme's inputs (``n_points``, ``seed``), the budgets, the recording and the certificate
-setting, and the versions and source digests of the code that the client planned it with. It is
-plain, JSON-able data: it pickles to any process, forked or remote. The worker resolves the
-names in *its own* plugin registry (:func:`resolve`), refuses the task if its benchsuite or
-plugin code differs from the client's (:class:`TaskRefused`, naming each difference: results
-would not be the client's), and regenerates the initial points from the seed (:func:`run_task`),
-so they never travel.
+scheme's inputs (``n_points``, ``seed``), the budgets, the recording, the certificate
+setting, the array backend and device, and the versions and source digests of the code that the
+client planned it with. It is plain, JSON-able data: it pickles to any process, forked or
+remote. The worker resolves the names in *its own* plugin registry (:func:`resolve`), refuses
+the task if its benchsuite or plugin code differs from the client's (:class:`TaskRefused`,
+naming each difference: results would not be the client's), and regenerates the initial points
+from the seed (:func:`run_task`), so they never travel. It resolves the backend in its own
+process too (JAX is imported there, in float64), and refuses the task if it cannot run it (not
+installed, no such device): that is the worker's lack, not the cell's fault.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchsuite import backends
 from benchsuite.campaign import Campaign, Cell, initial_points
 from benchsuite.execution import TaskRefused
 from benchsuite.fingerprint import provenance
@@ -55,6 +58,8 @@ class Task:
     #: Set on the task that draws the 2-D landscape of a cell of several shards, once they
     #: are written: ``[lo0, lo1, hi0, hi1]`` (:func:`benchsuite.harness.landscape_frame`).
     landscape: list[float] | None = None
+    backend: str = "numpy"
+    device: str | None = None  # None: the backend's default
 
     @property
     def rows(self) -> range:
@@ -82,7 +87,8 @@ def make_task(cell: Cell, campaign: Campaign, registry: Registry, shard: int = 0
                 params=dict(cell.integrator.params), n_points=campaign.n_points,
                 seed=campaign.seed, budget=asdict(campaign.budget),
                 recording=asdict(campaign.recording), certificates=campaign.certificates,
-                versions=versions, code=code, shard=shard, shard_size=campaign.shard_size)
+                versions=versions, code=code, shard=shard, shard_size=campaign.shard_size,
+                backend=campaign.backend, device=campaign.device)
 
 
 def resolve(task: Task, registry: Registry) -> Cell:
@@ -135,19 +141,28 @@ def run_task(task: Task) -> CellResult:
 
     A cell of one shard draws its 2-D landscape too; a cell of several gets a task of its own
     for it (``task.landscape``, the frame), once every shard is written, so that the picture
-    frames all its points whatever the shard size."""
+    frames all its points whatever the shard size (drawn with numpy, on every backend).
+
+    The result's ``info["backend"]`` says what ran it (:meth:`Backend.describe`, as this
+    worker found it): the run folder records it as the cell's provenance."""
     cell = resolve(task, worker_registry())
     if task.landscape is not None:
         start = time.perf_counter()
         grid, why = landscape_grid(cell.problem, task.landscape, task.budget["wall_time"])
         return CellResult(pd.DataFrame(), pd.DataFrame(), wall_time=time.perf_counter() - start,
                           info={"landscape": why} if why else {}, landscape=grid)
+    try:
+        backend = backends.resolve(task.backend, task.device)
+    except backends.BackendError as exc:
+        raise TaskRefused(f"this worker cannot run the campaign's backend: {exc}") from None
     x0 = initial_points(cell.problem, task.n_points, task.seed)
     rows = task.rows
-    return run_cell(cell.problem, cell.integrator, x0[rows.start:rows.stop],
-                    Budget(**task.budget), recording=Recording(**task.recording),
-                    certificates=task.certificates, first=rows.start,
-                    draw_landscape=shard_count(task.n_points, task.shard_size) == 1)
+    result = run_cell(cell.problem, cell.integrator, x0[rows.start:rows.stop],
+                      Budget(**task.budget), recording=Recording(**task.recording),
+                      backend=backend, certificates=task.certificates, first=rows.start,
+                      draw_landscape=shard_count(task.n_points, task.shard_size) == 1)
+    result.info["backend"] = backend.describe()
+    return result
 
 
 def _names(problem: str, integrator: str) -> list[tuple[str, str]]:
