@@ -31,6 +31,7 @@ def test_asv_check_and_one_quick_pass(tmp_path):
     for name in ("time_cell", "peakmem_cell", "track_missed_global_rate",
                  "track_euler_slowdown_vs_fused_loop", "time_small_campaign", "time_report",
                  "track_undetermined_share", "track_confident_disagreements",
-                 "track_parallel_shortfall"):
+                 "track_parallel_shortfall", "track_jax_euler_slowdown_vs_fused_loop",
+                 "track_proximal_call_cost_vs_euler"):
         assert name in quick.stdout
     assert "failed" not in quick.stdout.lower()
