@@ -35,6 +35,10 @@ classifies with the generic rules alone, and the report compares the two.
 
 Oracles receive arrays of any array-API namespace and must return arrays of the same namespace
 (use :func:`array_api_compat.array_namespace`); a numpy-only problem sets ``array_api=False``.
+
+A smooth, array-API generic problem may give only ``f`` and set ``autodiff=True``: its ``grad``
+is then derived from ``f`` by JAX's automatic differentiation
+(:func:`benchsuite.autodiff.autodiff_gradient`; JAX must be installed), on every backend.
 """
 
 from __future__ import annotations
@@ -118,6 +122,8 @@ class Problem:
     params: Mapping[str, Any] = field(default_factory=dict)
     role: str = "benchmark"  # one of ROLES
     array_api: bool = True
+    #: grad is derived from f by automatic differentiation (JAX)
+    autodiff: bool = False
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.match(self.name):
@@ -127,8 +133,10 @@ class Problem:
             )
         if self.n < 1:
             raise ValueError(f"problem {self.name!r}: dimension n must be >= 1, got {self.n}")
+        self._derive_gradient()
         if self.smooth and self.grad is None:
-            raise ValueError(f"smooth problem {self.name!r} must provide grad")
+            raise ValueError(f"smooth problem {self.name!r} must provide grad, or set "
+                             "autodiff=True to derive it from f with JAX")
         if not self.smooth and self.subgrad is None:
             raise ValueError(f"nonsmooth problem {self.name!r} must provide subgrad")
         if math.isnan(self.f_star) or self.f_star == math.inf:
@@ -137,6 +145,34 @@ class Problem:
         if self.critical_values_complete and not self.critical_values:
             raise ValueError(f"problem {self.name!r}: critical_values_complete needs the list "
                              "of critical_values")
+
+    def _derive_gradient(self) -> None:
+        """With ``autodiff=True``, set ``grad`` to JAX's derivative of ``f``."""
+        from benchsuite.autodiff import MARK, autodiff_gradient
+
+        # dataclasses.replace passes the derived grad back with autodiff=True: accept it,
+        # and derive it again, from this problem's f (replace may have given a new one)
+        derived = getattr(self.grad, MARK, False)
+        if not self.autodiff:
+            if derived:
+                raise ValueError(f"problem {self.name!r}: its grad was derived from f by "
+                                 "autodiff, yet autodiff=False: give a hand-written grad, or "
+                                 "keep autodiff=True")
+            return
+        if not self.smooth:
+            raise ValueError(f"problem {self.name!r}: autodiff=True needs smooth=True: "
+                             "automatic differentiation gives the gradient of a C^1 f, not a "
+                             "Clarke subgradient selection (at a kink it returns whatever "
+                             "branch the code takes); give subgrad by hand")
+        if not self.array_api:
+            raise ValueError(f"problem {self.name!r}: autodiff=True needs array_api=True: JAX "
+                             "differentiates f by calling it with JAX arrays, so f must "
+                             "compute in its input's namespace")
+        if self.grad is not None and not derived:
+            raise ValueError(f"problem {self.name!r} gives both grad and autodiff=True: drop "
+                             "grad to derive the gradient from f, or drop autodiff=True to "
+                             "use the hand-written one")
+        object.__setattr__(self, "grad", autodiff_gradient(self.f))  # frozen dataclass
 
     @property
     def first_order(self) -> BatchFunction:
@@ -179,6 +215,9 @@ class Problem:
             "source": self.theory.source,
             "note": self.theory.note,
             "array_api": self.array_api,
+            # how grad is computed: "autodiff (JAX)", "hand-written", or None (nonsmooth)
+            "gradient": ("autodiff (JAX)" if self.autodiff
+                         else "hand-written" if self.grad is not None else None),
         }
 
 

@@ -622,3 +622,69 @@ def check_array_api(problem: Problem, ctx: Context) -> str:
             fail(f"{name} under array_api_strict differs from numpy by "
                  f"{np.abs(got - want).max():.3g}")
     return "values equal under array_api_strict"
+
+
+#: How far a hand-written gradient may be from JAX's derivative of f, relative to the
+#: gradient's scale: both are exact formulas, so they differ by rounding only (1e-14 on the
+#: catalog); 1e-8 leaves room for a gradient computed as a difference of large terms, and is
+#: a hundred times finer than what finite differences resolve (1e-6, ``gradient``).
+AUTODIFF_RTOL = 1e-8
+
+
+def _vector(v: np.ndarray) -> str:
+    """A row for a message: all of it in low dimension, its ends in high dimension."""
+    return np.array2string(v, precision=6, threshold=8, edgeitems=3, separator=", ",
+                           max_line_width=10**9)
+
+
+# after ``gradient`` and ``array_api``, which it needs: a grad that finite differences already
+# reject, or an f that is not array-API generic, would only fail here a second time
+@check("problem", needs=(*NEEDS, "gradient", "array_api"))
+def check_autodiff(problem: Problem, ctx: Context) -> str:
+    """A hand-written grad equals JAX's automatic derivative of f at the 64 points of
+    ``gradient``, to 1e-8 of the gradient's scale (finite differences cannot see an error
+    below 1e-6, such as a constant with too few digits): smooth array-API problems, when JAX
+    is installed."""
+    if not problem.smooth:
+        skip("nonsmooth problem: autodiff gives no Clarke subgradient selection")
+    if problem.autodiff:
+        skip("the gradient is the autodiff one")
+    if not problem.array_api:
+        skip("numpy-only problem (array_api=False): JAX cannot trace f")
+    from benchsuite.autodiff import AutodiffError, AutodiffUnavailable, autodiff_gradient
+
+    try:
+        # compiled with XLA's optimizations off: evaluated once, it is the compile that costs
+        derived = autodiff_gradient(problem.f, quick=True)
+    except AutodiffUnavailable:
+        skip("jax is not installed (pip install jax)")
+    X, _ = _derivative_points(problem, ctx)
+    hand = _first_order(problem, X)
+    try:
+        auto = np.asarray(derived(X), dtype=np.float64)
+    except AutodiffError as exc:
+        fail(f"{exc} (the problem claims array_api=True, and the JAX backend traces f too)")
+    # where f or either gradient overflows there is nothing to compare (a hand-written grad
+    # in a stable form may stay finite where autodiff's intermediate terms do not)
+    rows = (np.isfinite(_values(problem, X)) & np.isfinite(hand).all(axis=1)
+            & np.isfinite(auto).all(axis=1))
+    if not rows.any():
+        skip("f, grad or the autodiff gradient is not finite at any point")
+    norm = np.linalg.norm(hand, axis=1)
+    g_scale = float(np.median(norm[rows]))  # floors rows near a critical point
+    if not g_scale > 0.0:
+        f_scale, x_scale = _scales(problem, ctx)
+        g_scale = f_scale / x_scale
+    rel = np.where(rows, np.linalg.norm(auto - hand, axis=1) / (norm + g_scale), 0.0)
+    bad = rel > AUTODIFF_RTOL
+    if bad.any():
+        i = int(np.argmax(rel))
+        j = int(np.argmax(np.abs(auto[i] - hand[i])))
+        fail(f"grad differs from the autodiff gradient of f at {bad.sum()} of {rows.sum()} "
+             f"points; worst row {i}, relative difference {rel[i]:.3g}, largest in coordinate "
+             f"{j} ({hand[i, j]:.10g} against {auto[i, j]:.10g}): x = {_vector(X[i])}, "
+             f"grad = {_vector(hand[i])}, autodiff = {_vector(auto[i])}: a sign, a factor or "
+             "a missing term in grad (or f)")
+    left = int((~rows).sum())
+    out = f", {left} left out (not finite)" if left else ""
+    return f"{rows.sum()} points{out}, largest difference {rel.max():.2g} (relative)"
