@@ -1,3 +1,6 @@
+# Named so that it runs after tests/test_backend_campaign.py: that module forks workers that
+# start JAX, which deadlocks once JAX has started its threads in the test process (as this
+# module does). The real fix, spawned workers for non-numpy backends, is open in issue 15.
 """Gradients by automatic differentiation (JAX): a problem may give only f.
 
 The catalog's hand-written gradients equal JAX's derivatives of their f; a problem that gives
