@@ -1,0 +1,189 @@
+"""The proximal scheme's inner solve: descent, stationarity, per-row counts, and one iteration
+sequence on every path (numpy's compacting loop, the masked loop, jitted JAX)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+
+from benchsuite import Oracle
+from benchsuite.oracle import KINDS, ArrayOracle
+from benchsuite_plugins.proximal import DESCENT_RTOL, ProximalPoint, ProxState
+from benchsuite_problems.factorization import mc2x2_example1, xy_minus_one
+from benchsuite_problems.sigmoid import sigmoid2pt_fig3
+
+FIELDS = [f.name for f in dataclasses.fields(ProxState)]
+
+
+def run(integ, problem, x0, steps, oracle=None):
+    """States after each of ``steps`` steps and the oracle (a host Oracle by default)."""
+    oracle = Oracle(problem, x0.shape[0]) if oracle is None else oracle
+    states = [integ.init(oracle, x0)]
+    with np.errstate(all="ignore"):
+        for _ in range(steps):
+            states.append(integ.step(oracle, states[-1]))
+    return states, oracle
+
+
+def array_counts(oracle: ArrayOracle, batch: int) -> dict[str, np.ndarray]:
+    """Per-row calls an ArrayOracle recorded: whole-batch calls plus masked ones."""
+    return {k: oracle.calls[k] + (np.zeros(batch, dtype=np.int64) if oracle.masked[k] is None
+                                  else np.asarray(oracle.masked[k])) for k in KINDS}
+
+
+def step_counts(integ, oracle, state):
+    """The new state and the calls of one step, per row."""
+    before = oracle.counts()
+    new = integ.step(oracle, state)
+    return new, {k: v - before[k] for k, v in oracle.counts().items()}
+
+
+@pytest.mark.parametrize(("problem", "tau"), [(mc2x2_example1(), 0.1), (mc2x2_example1(), 100.0),
+                                              (xy_minus_one(), 10.0), (sigmoid2pt_fig3(), 10.0)],
+                         ids=["example1-0.1", "example1-100", "xy-10", "sigmoid-10"])
+def test_each_step_descends_and_is_stationary_for_phi(problem, tau):
+    """Every step satisfies f(x+) + |x+ - x|^2/(2 tau) <= f(x) and makes grad phi vanish to
+    the tolerance, also where phi is nonconvex (large tau): there, full quasi-Newton steps
+    overshoot, and only the line search keeps every step acceptable (without it, 32 of these
+    1200 steps of Example 1 at tau = 100 are rejected)."""
+    integ = ProximalPoint(tau=tau)
+    states, _ = run(integ, problem, problem.sample(np.random.default_rng(3), 48), 25)
+    for old, new in itertools.pairwise(states):
+        ok = new.t > old.t
+        assert ok.all()
+        dx = new.x - old.x
+        move = np.sum(dx**2, axis=1) / (2 * old.tau)
+        slack = DESCENT_RTOL * (1 + np.abs(old.fx))
+        assert np.all(new.fx[ok] + move[ok] <= old.fx[ok] + slack[ok])
+        np.testing.assert_allclose(new.energy, old.energy + np.where(ok, move, 0.0), rtol=1e-12)
+        np.testing.assert_array_equal(new.fx, problem.f(new.x))
+        np.testing.assert_array_equal(new.gx, problem.grad(new.x))
+        gphi = problem.grad(new.x) + dx / old.tau[:, None]
+        target = integ.tol * (1 + np.linalg.norm(old.gx, axis=1))
+        assert np.all(np.linalg.norm(gphi[ok], axis=1) <= target[ok])
+
+
+def test_unsolved_subproblems_are_retried_with_half_tau_then_fail():
+    """A row whose inner solve stops short of stationarity (here after one iteration) does not
+    move and halves its tau, down to PROX_FAILED below min_tau; a row already stationary is
+    accepted; after success tau doubles back, up to its nominal value."""
+    p = mc2x2_example1()
+    x0 = p.sample(np.random.default_rng(4), 5)
+    x0[2] = 1.0  # a minimizer: stationary before any iteration
+    integ = ProximalPoint(tau=0.1, max_inner=1, min_tau=0.3)
+    states, _ = run(integ, p, x0, 2)
+    moved = np.arange(5) != 2
+    np.testing.assert_array_equal(states[1].x[moved], x0[moved])
+    np.testing.assert_allclose(states[1].tau, np.where(moved, 0.05, 0.1))
+    np.testing.assert_array_equal(states[1].flag, 0)
+    np.testing.assert_array_equal(states[2].flag, np.where(moved, 2, 0))  # 0.025 < 0.3 tau
+    np.testing.assert_allclose(states[2].t, np.where(moved, 0.0, 0.2))
+    regain = ProximalPoint(tau=0.1)
+    oracle = Oracle(p, 5)
+    state = regain.init(oracle, x0).replace(tau=np.full(5, 0.025))
+    taus = []
+    for _ in range(3):
+        state = regain.step(oracle, state)
+        taus.append(state.tau[0])
+    np.testing.assert_allclose(taus, [0.05, 0.1, 0.1])
+    np.testing.assert_allclose(state.t, 0.025 + 0.05 + 0.1)
+
+
+def test_no_spurious_rejection_near_the_minimum():
+    """Rows that converge to f* = 0 solve every subproblem: near the solution phi's decreases
+    fall below f's rounding, and the line search must not stall there (the former solver
+    rejected steps of 95 of these 200 rows, which thus lagged behind in flow time)."""
+    p = mc2x2_example1()
+    states, _ = run(ProximalPoint(), p, p.sample(np.random.default_rng(0), 200), 120)
+    np.testing.assert_allclose(states[-1].t, 12.0, rtol=1e-12)
+    assert np.mean(states[-1].fx < 1e-6) > 0.9
+
+
+def test_rows_are_charged_for_their_own_calls_only():
+    """A row at a minimizer makes no call in a step while the others iterate, and each row's
+    calls in a batch are the calls it makes alone."""
+    p = mc2x2_example1()
+    x0 = p.sample(np.random.default_rng(5), 12)
+    x0[4] = 1.0  # a global minimizer: grad = 0, converged before any iteration
+    integ = ProximalPoint()
+    states, oracle = run(integ, p, x0, 3)
+    _, counts = step_counts(integ, oracle, states[-1])
+    assert counts["f"][4] == 0 and counts["grad"][4] == 0 and counts["prox"].sum() == 0
+    others = np.arange(12) != 4
+    assert np.all(counts["grad"][others] >= 1) and counts["grad"].max() >= 4
+    assert np.all(counts["f"] >= counts["grad"])  # one trial point at least per iteration
+    for row in (0, 4, int(np.argmax(counts["grad"]))):
+        alone = states[-1].take(np, np.array([row]))
+        _, own = step_counts(integ, Oracle(p, 1), alone)
+        assert {k: int(v[0]) for k, v in own.items()} == {k: int(v[row])
+                                                         for k, v in counts.items()}
+
+
+def test_retired_rows_are_frozen():
+    """A flagged row (kept in the batch by the compiled harness) neither calls nor moves."""
+    p = mc2x2_example1()
+    integ = ProximalPoint()
+    states, oracle = run(integ, p, p.sample(np.random.default_rng(6), 6), 1)
+    flagged = states[-1].replace(flag=np.array([0, 2, 0, 0, 0, 0], dtype=np.int8))
+    new, counts = step_counts(integ, oracle, flagged)
+    assert counts["f"][1] == 0 and counts["grad"][1] == 0
+    for name in FIELDS:
+        np.testing.assert_array_equal(getattr(new, name)[1], getattr(flagged, name)[1])
+    assert np.all(new.t[[0, 2, 3, 4, 5]] > flagged.t[[0, 2, 3, 4, 5]])
+
+
+def test_masked_and_compacting_loops_agree():
+    """numpy's compacting loop (host Oracle) and the masked loop of compiled backends
+    (ArrayOracle, here on numpy) give the same iterates and the same per-row counts."""
+    p = mc2x2_example1()
+    integ = ProximalPoint()
+    x0 = p.sample(np.random.default_rng(7), 40)
+    host = Oracle(p, 40)
+    a = b = integ.init(host, x0)
+    with np.errstate(all="ignore"):
+        for _ in range(15):
+            a, host_counts = step_counts(integ, host, a)
+            masked = ArrayOracle(p)
+            b = integ.step(masked, b)
+            for k, v in array_counts(masked, 40).items():
+                np.testing.assert_array_equal(v, host_counts[k])
+            np.testing.assert_array_equal(a.t, b.t)
+            np.testing.assert_allclose(a.x, b.x, rtol=1e-13, atol=1e-15)
+
+
+def test_jitted_jax_matches_numpy():
+    """The step compiles under jax.jit (no host synchronisation in it) and, after 50 steps of
+    Example 1, accepts the same rows, makes the same calls and reaches the same points."""
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    jnp = pytest.importorskip("jax.numpy")
+    p = mc2x2_example1()
+    integ = ProximalPoint()
+    batch = 64
+    x0 = p.sample(np.random.default_rng(0), batch)
+
+    @jax.jit
+    def one(leaves):
+        oracle = ArrayOracle(p)
+        new = integ.step(oracle, ProxState(**dict(zip(FIELDS, leaves, strict=True))))
+        counts = {k: oracle.calls[k] + (0 if oracle.masked[k] is None else oracle.masked[k])
+                  for k in KINDS}
+        return tuple(getattr(new, k) for k in FIELDS), counts
+
+    host = Oracle(p, batch)
+    state = integ.init(host, x0)
+    leaves = tuple(jnp.asarray(getattr(state, k)) for k in FIELDS)
+    with np.errstate(all="ignore"):
+        for _ in range(50):
+            state, counts = step_counts(integ, host, state)
+            leaves, jax_counts = one(leaves)
+            np.testing.assert_array_equal(np.asarray(leaves[FIELDS.index("t")]), state.t)
+            for k in KINDS:
+                np.testing.assert_array_equal(
+                    np.broadcast_to(np.asarray(jax_counts[k]), (batch,)), counts[k])
+    x = np.asarray(leaves[0])
+    np.testing.assert_allclose(x, state.x, rtol=1e-9, atol=1e-12)
+    assert isinstance(leaves[0], jax.Array)
