@@ -25,7 +25,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from benchsuite.problem import Array
+from benchsuite.problem import Array, Problem
 
 #: Backends by name: the module ``array_api_compat`` wraps (numpy itself for ``numpy``).
 BACKENDS = ("numpy", "jax", "torch", "cupy", "array_api_strict")
@@ -163,7 +163,7 @@ def resolve(name: str | Backend = "numpy", device: str | None = None) -> Backend
 def skip_reason(backend: Backend, plugin: Any) -> str | None:
     """Why a problem or integrator cannot run on ``backend`` (numpy-only code), or None."""
     if backend.name != "numpy" and not getattr(plugin, "array_api", True):
-        kind = "problem" if hasattr(plugin, "sample") else "integrator"
+        kind = "problem" if isinstance(plugin, Problem) else "integrator"
         return (f"{kind} {plugin.name} is numpy-only (array_api = False) and the campaign runs "
                 f"on the {backend.name} backend")
     return None

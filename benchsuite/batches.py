@@ -8,10 +8,10 @@ batch may run any number of steps without the host looking, and the harness's pr
 event is the same whichever way the batch got there:
 
 * :class:`EagerBatch` (numpy and other eager namespaces) takes one step per call, through
-  :func:`~benchsuite.harness` 's fault isolation, and retired rows leave the batch;
+  the harness's fault isolation, and retired rows leave the batch;
 * :class:`CompiledBatch` (JAX) runs the steps up to the next event in one ``jax.jit``-compiled
-  ``lax.while_loop``; oracle counts are arrays in the loop's state, retired rows stay in the
-  batch but are frozen by a mask (shapes never change, so the loop compiles once per cell).
+  ``lax.while_loop``; oracle counts are arrays in the loop's state, and retired rows stay in
+  the batch, their events masked out (shapes never change, so the loop compiles once per run).
 
 Both stop at the same step (the first with an event, or the step cap), which is why results do
 not depend on the backend beyond rounding.
@@ -153,14 +153,13 @@ class CompiledBatch:
         return self._host["nonfinite"][self.live]
 
     def x(self, local: np.ndarray) -> np.ndarray:
-        return np.asarray(self._rebuild(self.leaves).x)[self.live[local]]
+        return np.asarray(self.leaves[self.names.index("x")])[self.live[local]]
 
     def counts(self, local: np.ndarray | None = None) -> dict[str, np.ndarray]:
         rows = self.live if local is None else self.live[local]
         masked = np.asarray(self.masked)
-        calls = self._calls or dict.fromkeys(KINDS, 0)
-        return {k: self.init_counts[i, rows] + calls[k] * self.steps + masked[i, rows]
-                for i, k in enumerate(KINDS)}
+        return {k: self.init_counts[i, rows] + self._calls.get(k, 0) * self.steps
+                + masked[i, rows] for i, k in enumerate(KINDS)}
 
     def keep(self, local: np.ndarray) -> None:
         self.live = self.live[local]

@@ -630,7 +630,10 @@ def _loop(problem, integrator, X0, budget, recording, recorder, start, backend) 
                             stop_step=int(step_marks[np.searchsorted(step_marks, step, "right")]))
         try:
             step, errors = live.advance(step, limits)
-        except Exception as exc:  # a compiled step that cannot be traced fails its batch
+        except Exception as exc:
+            if not backend.compiled:  # eager steps isolate their faults: this is ours
+                raise
+            # a step traced once for the whole batch fails every row alike
             recorder.retire(live.rows, Stop.ERROR, _compile_failure(exc, integrator, problem))
             return
         if errors:

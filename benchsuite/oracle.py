@@ -74,32 +74,14 @@ class _Counter:
     partial: np.ndarray
 
 
-class Oracle:
-    """Counted access to a problem's batched oracles.
+class CountedOracles:
+    """The three oracles, shape-checked and counted: what a step sees of its problem.
 
-    Parameters
-    ----------
-    problem : Problem
-    n_traj : int
-        Number of trajectories in the cell; row ``i`` of the first batch is trajectory ``i``.
+    Subclasses say how a call is counted (``_count``): :class:`Oracle` on the host,
+    :class:`ArrayOracle` inside a compiled step.
     """
 
-    def __init__(self, problem: Problem, n_traj: int) -> None:
-        self.problem = problem
-        self.rows = np.arange(n_traj)  # trajectory id of each row of the current batch
-        self._counts = {k: _Counter(0, np.zeros(n_traj, dtype=np.int64)) for k in KINDS}
-        self._is_view = False
-
-    def view(self, local: np.ndarray) -> Oracle:
-        """An oracle over rows ``local`` of the current batch, sharing this one's counters.
-
-        Used to step part of a batch on its own (the harness isolates a row whose oracle call
-        raises); its calls count for its rows only.
-        """
-        child = object.__new__(Oracle)
-        child.problem, child.rows, child._counts = self.problem, self.rows[local], self._counts
-        child._is_view = True
-        return child
+    problem: Problem
 
     # -- the three oracles -------------------------------------------------------------------
     def f(self, X: Array, rows: np.ndarray | None = None, where: Array | None = None) -> Array:
@@ -131,6 +113,40 @@ class Oracle:
         self._count("prox", rows, where)
         return self._checked(out, tuple(X.shape), "prox")
 
+    def _count(self, kind: str, rows: np.ndarray | None, where: Array | None) -> None:
+        raise NotImplementedError
+
+    def _checked(self, out: Array, shape: tuple[int, ...], kind: str) -> Array:
+        return checked(out, shape, self.problem.name, kind)
+
+
+class Oracle(CountedOracles):
+    """Counted access to a problem's batched oracles.
+
+    Parameters
+    ----------
+    problem : Problem
+    n_traj : int
+        Number of trajectories in the cell; row ``i`` of the first batch is trajectory ``i``.
+    """
+
+    def __init__(self, problem: Problem, n_traj: int) -> None:
+        self.problem = problem
+        self.rows = np.arange(n_traj)  # trajectory id of each row of the current batch
+        self._counts = {k: _Counter(0, np.zeros(n_traj, dtype=np.int64)) for k in KINDS}
+        self._is_view = False
+
+    def view(self, local: np.ndarray) -> Oracle:
+        """An oracle over rows ``local`` of the current batch, sharing this one's counters.
+
+        Used to step part of a batch on its own (the harness isolates a row whose oracle call
+        raises); its calls count for its rows only.
+        """
+        child = object.__new__(Oracle)
+        child.problem, child.rows, child._counts = self.problem, self.rows[local], self._counts
+        child._is_view = True
+        return child
+
     # -- bookkeeping ---------------------------------------------------------------------------
     def _count(self, kind: str, rows: np.ndarray | None, where: Array | None = None) -> None:
         counter = self._counts[kind]
@@ -142,9 +158,6 @@ class Oracle:
             counter.full += 1
         else:
             counter.partial[self.rows if rows is None else self.rows[rows]] += 1
-
-    def _checked(self, out: Array, shape: tuple[int, ...], kind: str) -> Array:
-        return checked(out, shape, self.problem.name, kind)
 
     def counts(self, local: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Calls so far of each oracle for the given rows of the current batch (default: all).
@@ -162,7 +175,7 @@ class Oracle:
         self.rows = self.rows[local]
 
 
-class ArrayOracle:
+class ArrayOracle(CountedOracles):
     """Counted access to a problem's oracles inside a compiled (traced) step.
 
     A step is traced once, so what it adds to the counts must be known without running it:
@@ -176,21 +189,6 @@ class ArrayOracle:
         self.problem = problem
         self.calls = dict.fromkeys(KINDS, 0)
         self.masked: dict[str, Array | None] = dict.fromkeys(KINDS)
-
-    def f(self, X: Array, rows: None = None, where: Array | None = None) -> Array:
-        self._count("f", rows, where)
-        return checked(self.problem.f(X), (X.shape[0],), self.problem.name, "f")
-
-    def grad(self, X: Array, rows: None = None, where: Array | None = None) -> Array:
-        self._count("grad", rows, where)
-        return checked(self.problem.first_order(X), tuple(X.shape), self.problem.name, "grad")
-
-    def prox(self, X: Array, tau: float | Array, rows: None = None,
-             where: Array | None = None) -> Array:
-        if self.problem.prox is None:
-            raise OracleError(f"problem {self.problem.name!r} has no prox")
-        self._count("prox", rows, where)
-        return checked(self.problem.prox(X, tau), tuple(X.shape), self.problem.name, "prox")
 
     def _count(self, kind: str, rows: None, where: Array | None) -> None:
         if rows is not None:

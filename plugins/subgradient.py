@@ -82,10 +82,10 @@ class SubgradientMethod(Integrator):
             alpha = xp.minimum(gap / xp.where(g2 > 0.0, g2, 1.0), 1e3 * self.c)
             alpha = xp.where(g2 > 0.0, alpha, 0.0)
         else:  # k is an array (traced on compiled backends): no host arithmetic on it
-            steps = xp.astype(k, xp.float64) + 1.0
-            scale = {"constant": xp.ones_like(steps), "sqrt": 1.0 / xp.sqrt(steps),
-                     "harmonic": 1.0 / steps}[self.schedule]
-            alpha = self.c * scale * xp.ones(state.t.shape, dtype=xp.float64)
+            alpha = xp.full(state.t.shape, self.c, dtype=xp.float64)
+            if self.schedule != "constant":  # c * (1/s), the order of the original formula
+                steps = xp.astype(k, xp.float64) + 1.0
+                alpha = alpha * (1.0 / (xp.sqrt(steps) if self.schedule == "sqrt" else steps))
         x_new = state.x - xp.reshape(alpha, (-1, 1)) * g
         f_new = oracle.f(x_new)
         better = f_new < state.f_best
