@@ -112,15 +112,12 @@ def autodiff_gradient(f: BatchFunction, *, quick: bool = False) -> BatchFunction
     """
     if not jax_installed():
         raise _unavailable()  # now, when the problem is built, not at its first gradient
-    own: dict[bool, Any] = {}  # the compiled gradients of an f that cannot be a cache key
-
-    def compiled(quick: bool) -> Any:
-        try:
-            return _compiled(f, quick)
-        except TypeError:  # unhashable f (a callable dataclass, say): compile once per grad
-            if quick not in own:
-                own[quick] = _compile(f, quick)
-            return own[quick]
+    try:
+        hash(f)
+    except TypeError:  # no cache key (a callable dataclass, say): compiled once per grad
+        compiled = functools.cache(functools.partial(_compile, f))
+    else:
+        compiled = functools.partial(_compiled, f)
 
     def grad(X: Array) -> Array:
         if array_api_compat.is_jax_array(X):  # tracers too: the caller's jit traces through
