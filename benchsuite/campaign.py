@@ -52,8 +52,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchsuite.backends import BackendError
+from benchsuite.backends import Backend, BackendError
 from benchsuite.backends import resolve as resolve_backend
+from benchsuite.backends import skip_reason as backend_skip_reason
 from benchsuite.execution import (
     Executor,
     TaskFailure,
@@ -410,10 +411,10 @@ def check_backend(name: str, device: str | None = None) -> dict[str, str]:
     """What runs a campaign's arithmetic on this machine (:meth:`Backend.describe`), checked
     before any work.
 
-    numpy is resolved in this process. Any other library is resolved in a forked child that
-    reports what it found and exits: this process must not initialise it, because the local
-    executor forks a worker per shard, and neither JAX's thread pools nor a CUDA context
-    survive a fork (JAX warns of a deadlock). Each worker resolves the backend itself.
+    numpy is resolved in this process. Any other library is resolved in a child process
+    (:func:`~benchsuite.execution.run_contained`) that reports what it found and exits: this
+    process need not start it (nor switch JAX to float64 here), and a library that crashes
+    while starting costs the child only. Each worker resolves the backend itself.
 
     Parameters
     ----------
@@ -601,7 +602,7 @@ def _run_cells(todo, campaign, registry, store, observers, executor, hard_limit,
         if not shards:  # every shard written by an earlier run: the landscape is left
             drawing.append((cell, None))
             continue
-        reason = _skip_reason(cell) if len(shards) > 1 else None
+        reason = _skip_reason(cell, campaign.backend) if len(shards) > 1 else None
         if reason is not None:  # known here: no need to ship every shard to learn it
             skipped.append((cell, reason))
             continue
@@ -703,11 +704,14 @@ def _finish_drawn(store, cell, last, files, notify) -> None:
         notify("cell_finished", cell, last)
 
 
-def _skip_reason(cell: Cell) -> str | None:
-    """Why the cell's integrator does not apply (None: it does, or skip() raised: the
-    workers will report that)."""
+def _skip_reason(cell: Cell, backend: str) -> str | None:
+    """Why the cell is skipped as :func:`~benchsuite.harness.run_cell` would skip it: numpy-only
+    code on another ``backend``, or an integrator that does not apply (None: it runs, or
+    skip() raised: the workers will report that)."""
+    on = Backend(name=backend, device="cpu", compiled=False)  # only its name matters here
     try:
-        return cell.integrator.skip(cell.problem)
+        return (backend_skip_reason(on, cell.problem) or backend_skip_reason(on, cell.integrator)
+                or cell.integrator.skip(cell.problem))
     except Exception:
         return None
 

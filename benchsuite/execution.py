@@ -13,6 +13,13 @@ Whatever a task does (raise, call ``sys.exit``, ``os._exit``, crash in native co
 memory) becomes a :class:`TaskFailure` that says why; workers die with their parent, and
 SIGINT, SIGTERM and SIGHUP stop the run as :class:`Interrupted`, with no worker left behind.
 :class:`SerialExecutor` runs tasks in this process (no hard time limit).
+
+One exception to forking: once JAX has started its runtime in this process
+(:func:`jax_running`), a forked child that calls into JAX deadlocks, as JAX's thread pools do
+not survive a fork. A task that may call into JAX (its ``uses_jax`` attribute, true when
+absent) is then run in a fresh interpreter instead (:class:`FreshWorker`), a child of this
+process like a forked one, with the same guarantees; its function and task must pickle, and
+it sees the plugins installed here (entry points), not ones registered in this process only.
 """
 
 from __future__ import annotations
@@ -21,11 +28,14 @@ import contextlib
 import ctypes
 import multiprocessing as mp
 import os
+import pickle
 import signal
+import subprocess
 import sys
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -39,6 +49,9 @@ JOIN_GRACE = 5.0
 #: The signals that stop a run: the parent acts on them, its workers ignore them.
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
                      if hasattr(signal, name))
+#: JAX's at-fork warning (a RuntimeWarning): silenced for the forks of workers that never
+#: call into JAX, the only ones :class:`ForkExecutor` makes once JAX runs here.
+JAX_FORK_WARNING = r"os\.fork\(\) was called"
 
 
 @dataclass(frozen=True)
@@ -112,6 +125,16 @@ class SerialExecutor:
                 yield i, TaskFailure(f"{type(exc).__name__}: {exc}")
 
 
+def jax_running() -> bool:
+    """Whether JAX has started its runtime in this process (a backend, with its thread pools),
+    found without importing JAX; an imported JAX whose state this cannot read counts as
+    started."""
+    if sys.modules.get("jax") is None:
+        return False
+    started = getattr(sys.modules.get("jax._src.xla_bridge"), "backends_are_initialized", None)
+    return True if started is None else bool(started())
+
+
 def _signal_name(signum: int) -> str:
     try:
         return signal.Signals(signum).name
@@ -181,6 +204,8 @@ def _child(fn, task, conn, parent: int) -> None:
     # report its cell as failed, and a resumed run would skip that cell.
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # blocked since _start: now they are ignored
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     try:
         try:  # BaseException: a sys.exit or KeyboardInterrupt in a cell is that cell's failure
             message = ("ok", fn(task))
@@ -219,6 +244,128 @@ def describe_exit(exitcode: int | None) -> str:
     return f"worker killed by signal {_signal_name(signum)} ({signum}){hint}"
 
 
+class Unsendable(ValueError):
+    """A task, or its function, that cannot be pickled to a fresh interpreter."""
+
+
+#: What a fresh worker runs: the parent's import path first, so that the task's function
+#: unpickles there as it would here, then the task (:func:`_fresh_child`).
+_FRESH = ("import pickle, sys; sys.path[:] = pickle.load(sys.stdin.buffer); "
+          "from benchsuite.execution import _fresh_child; _fresh_child(sys.stdin.buffer)")
+
+
+class FreshWorker:
+    """A task in a fresh interpreter, a child of this process, shaped like the
+    :class:`multiprocessing.Process` of a forked worker.
+
+    Unlike multiprocessing's ``spawn``, it never runs the parent's ``__main__`` again: a script
+    that runs a campaign need not guard its top level. The function and task travel pickled
+    through the worker's stdin, with the parent's warning filters (a forked worker has them
+    too: a warning that is an error here is one there); raises :class:`Unsendable` when they
+    cannot.
+    """
+
+    def __init__(self, fn: Callable[[Any], Any], task: Any, send: Any, parent: int) -> None:
+        self._fd = send.fileno()
+        try:
+            self._payload = b"".join(pickle.dumps(part) for part in (
+                sys.path, (self._fd, parent), pickle.dumps(warnings.filters), (fn, task)))
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise Unsendable(f"could not send the task to a fresh worker "
+                             f"({type(exc).__name__}: {exc})") from exc
+        self._popen: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        return self._popen.poll()  # negative: the signal that killed it, as multiprocessing
+
+    def start(self) -> None:
+        # the parent's -O, -X, ... as multiprocessing passes them (its helper is subprocess's)
+        flags = subprocess._args_from_interpreter_flags()
+        self._popen = subprocess.Popen([sys.executable, *flags, "-c", _FRESH],
+                                       stdin=subprocess.PIPE, pass_fds=(self._fd,))
+        with contextlib.suppress(BrokenPipeError):  # it died at once: its exit code says why
+            self._popen.stdin.write(self._payload)
+        with contextlib.suppress(BrokenPipeError):
+            self._popen.stdin.close()
+
+    def is_alive(self) -> bool:
+        return self._popen.poll() is None
+
+    def join(self, timeout: float | None = None) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._popen.wait(timeout)
+
+    def kill(self) -> None:
+        self._popen.kill()
+
+
+def _fresh_child(stdin: Any) -> None:
+    """A fresh worker's side (:data:`_FRESH`): load the task, then run it as a forked one."""
+    from multiprocessing.connection import Connection
+
+    fd, parent = pickle.load(stdin)
+    conn = Connection(fd, readable=False)
+    filters = pickle.load(stdin)
+    try:
+        fn, task = pickle.load(stdin)
+    except BaseException as exc:  # the function lives in the parent's __main__, say
+        conn.send(("refused", f"a fresh worker cannot load the task ({type(exc).__name__}: "
+                              f"{exc}): its function must be importable, not defined in a "
+                              "script or notebook"))
+        conn.close()
+        return
+    _use_warning_filters(filters)  # after the imports, which the parent made long before
+    _child(fn, task, conn, parent)
+
+
+def _use_warning_filters(pickled: bytes) -> None:
+    """Install the parent's warning filters (:data:`warnings.filters`, pickled), in order; if
+    they cannot load here (a category defined in the parent's ``__main__``), the defaults."""
+    try:
+        filters = pickle.loads(pickled)
+    except Exception:
+        return
+    warnings.resetwarnings()
+    for action, message, category, module, lineno in reversed(filters):  # each goes first
+        warnings.filterwarnings(action, getattr(message, "pattern", ""), category,
+                                getattr(module, "pattern", ""), lineno)
+
+
+def _worker(fn: Callable[[Any], Any], task: Any, send: Any, jax_here: bool) -> Any:
+    """The process that will run ``task`` (not started): forked, or a :class:`FreshWorker`
+    for a task that may call into JAX (``task.uses_jax``, true when absent) once JAX runs
+    here."""
+    if jax_here and getattr(task, "uses_jax", True):
+        return FreshWorker(fn, task, send, os.getpid())
+    return mp.get_context("fork").Process(target=_child, args=(fn, task, send, os.getpid()),
+                                          daemon=True)
+
+
+def _start(proc, quiet_jax: bool) -> None:
+    """Start a worker with the stop signals blocked: it inherits them blocked (through a fork,
+    or a fresh interpreter's start-up and imports, which take a second), so that none kills
+    it before it ignores them (:func:`_child`); the parent receives them once it unblocks.
+    ``quiet_jax`` silences JAX's at-fork warning (a worker that never calls into JAX)."""
+    masked = hasattr(signal, "pthread_sigmask")
+    if masked:
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        if quiet_jax:  # (catch_warnings is process-wide: only when JAX runs here)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", JAX_FORK_WARNING, RuntimeWarning)
+                proc.start()
+        else:
+            proc.start()
+    finally:
+        if masked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
 def _kill(proc) -> None:
     """Kill a worker and every process its cell started (its process group), then join it."""
     with contextlib.suppress(OSError):  # no such group: the worker has not set it up yet
@@ -246,11 +393,12 @@ def _collect(proc, conn) -> Any:
 
 
 class ForkExecutor:
-    """One forked process per task, ``workers`` at a time, each with a hard time limit."""
+    """One forked process per task, ``workers`` at a time, each with a hard time limit; a
+    fresh one (:class:`FreshWorker`) for a task that may call into JAX once JAX runs in this
+    process (see the module docstring)."""
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = max(1, workers or os.cpu_count() or 1)
-        self._ctx = mp.get_context("fork")
 
     def run(self, fn, tasks, time_limit=None, stop: Callable[[], bool] | None = None):
         """As :meth:`Executor.run`; ``stop`` is polled about once a second, and when it says
@@ -278,11 +426,16 @@ class ForkExecutor:
                     next_stop_check = time.monotonic() + STOP_POLL
                 while pending and len(running) < self.workers:
                     i = pending.pop()
-                    receive, send = self._ctx.Pipe(duplex=False)
-                    proc = self._ctx.Process(target=_child,
-                                             args=(fn, tasks[i], send, os.getpid()), daemon=True)
-                    proc.start()
-                    send.close()
+                    receive, send = mp.Pipe(duplex=False)
+                    jax_here = jax_running()
+                    try:
+                        _start(proc := _worker(fn, tasks[i], send, jax_here), quiet_jax=jax_here)
+                    except Unsendable as exc:
+                        receive.close()
+                        yield i, TaskFailure(str(exc))
+                        continue
+                    finally:
+                        send.close()
                     running[i] = (proc, receive, time.monotonic())
                 finished = []
                 for i, (proc, conn, start) in running.items():
@@ -313,11 +466,11 @@ class ForkExecutor:
 
 def run_contained(fn: Callable[[Any], Any], task: Any, time_limit: float | None = None,
                   stop: Callable[[], bool] | None = None) -> Any:
-    """Run ``fn(task)`` in a forked child of this process, with the local executor's
-    guarantees: the result, or a :class:`TaskFailure` saying why there is none (a fault, the
-    hard time limit); ``stop`` as in :meth:`ForkExecutor.run`. What a remote worker calls,
-    so that a shard that hangs or crashes costs that shard, never the worker and the other
-    shards it holds."""
+    """Run ``fn(task)`` in a child of this process (forked, or fresh as in
+    :class:`ForkExecutor`), with the local executor's guarantees: the result, or a
+    :class:`TaskFailure` saying why there is none (a fault, the hard time limit); ``stop`` as
+    in :meth:`ForkExecutor.run`. What a remote worker calls, so that a shard that hangs or
+    crashes costs that shard, never the worker and the other shards it holds."""
     if "fork" not in mp.get_all_start_methods():
         return next(SerialExecutor().run(fn, [task]))[1]
     for _, outcome in ForkExecutor(1).run(fn, [task], time_limit=time_limit, stop=stop):

@@ -60,11 +60,21 @@ class Task:
     landscape: list[float] | None = None
     backend: str = "numpy"
     device: str | None = None  # None: the backend's default
+    #: The problem's gradient is JAX's (``Problem.autodiff``): the worker calls into JAX on
+    #: every backend.
+    autodiff: bool = False
 
     @property
     def rows(self) -> range:
         """The cell-wide indices of this shard's trajectories."""
         return shard_rows(self.n_points, self.shard_size, self.shard)
+
+    @property
+    def uses_jax(self) -> bool:
+        """Whether the worker calls into JAX (the jax backend, or an autodiff gradient; a
+        landscape is drawn with numpy): the local executor never forks such a worker from a
+        process where JAX runs (:mod:`benchsuite.execution`)."""
+        return self.landscape is None and (self.backend == "jax" or self.autodiff)
 
 
 def shard_count(n_points: int, shard_size: int | None) -> int:
@@ -79,6 +89,12 @@ def shard_rows(n_points: int, shard_size: int | None, shard: int) -> range:
     return range(shard * shard_size, min(n_points, (shard + 1) * shard_size))
 
 
+#: Why a worker may lack a plugin the client has (said when it refuses a task for it).
+_AFRESH = ("a worker that starts afresh, on a cluster or on this machine for a task that calls "
+          "into JAX once JAX runs in the client's process, sees the installed plugins (entry "
+          "points), not those registered in the client's process only")
+
+
 def make_task(cell: Cell, campaign: Campaign, registry: Registry, shard: int = 0) -> Task:
     """The task of shard ``shard`` of ``cell`` in ``campaign``, with the provenance of its
     code in ``registry``."""
@@ -88,7 +104,8 @@ def make_task(cell: Cell, campaign: Campaign, registry: Registry, shard: int = 0
                 seed=campaign.seed, budget=asdict(campaign.budget),
                 recording=asdict(campaign.recording), certificates=campaign.certificates,
                 versions=versions, code=code, shard=shard, shard_size=campaign.shard_size,
-                backend=campaign.backend, device=campaign.device)
+                backend=campaign.backend, device=campaign.device,
+                autodiff=cell.problem.autodiff)
 
 
 def resolve(task: Task, registry: Registry) -> Cell:
@@ -100,10 +117,10 @@ def resolve(task: Task, registry: Registry) -> Cell:
         When a name is unknown here, or the versions or source of benchsuite or of the
         plugins that provide them differ from the client's (each difference is named).
     """
-    if task.problem not in registry.problems:
-        raise TaskRefused(f"no problem named {task.problem!r} is installed on this worker")
-    if task.integrator not in registry.integrators:
-        raise TaskRefused(f"no integrator named {task.integrator!r} is installed on this worker")
+    for kind, name, known in (("problem", task.problem, registry.problems),
+                              ("integrator", task.integrator, registry.integrators)):
+        if name not in known:
+            raise TaskRefused(f"no {kind} named {name!r} is installed on this worker ({_AFRESH})")
     versions, code = provenance(registry, _names(task.problem, task.integrator))
     differ = [f"{what} {key}: client {mine.get(key)!r}, worker {theirs.get(key)!r}"
               for what, mine, theirs in (("version of", task.versions, versions),

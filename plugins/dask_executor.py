@@ -1,7 +1,7 @@
 """Shards on a Dask distributed cluster, with the guarantees of the local executor.
 
 Each task is shipped as plain data (:class:`benchsuite.tasks.Task`) to a worker, which runs
-it in a forked child of its own (:func:`benchsuite.execution.run_contained`): the hard time
+it in a child process of its own (:func:`benchsuite.execution.run_contained`): the hard time
 limit holds, and a shard that hangs, crashes or exits costs that shard, never the worker and
 the other shards it holds. A worker that dies (killed, out of memory, its machine lost) has
 its shards rescheduled by Dask on the others, up to the scheduler's ``allowed-failures``

@@ -1,16 +1,24 @@
 """The array backend as campaign data: the same labels on JAX as on numpy, the backend in the
 manifest, the cells' records and the fingerprint, and clear refusals before any work.
 
-JAX is started only in forked workers and probes, never in this process: the local executor
-forks from here, and a fork after JAX has started its threads may deadlock (JAX warns, and
-RuntimeWarnings are errors in this suite).
+The local executor forks its workers, except those that call into JAX once JAX runs in the
+parent (a fork then deadlocks): they start afresh, with the containment of forked workers. The
+last tests check that containment, and start JAX in a process of their own to run campaigns
+from it, which must finish, with the tables the forked workers wrote.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
@@ -19,8 +27,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from conftest import assert_same_tables
 
-from benchsuite.campaign import Campaign, check_backend, plan, run_campaign
+from benchsuite import execution, hookimpl
+from benchsuite.campaign import Campaign, WorkersRefused, check_backend, plan, run_campaign
 from benchsuite.cli import EXIT_USAGE, main
 from benchsuite.execution import ForkExecutor, TaskFailure, run_contained
 from benchsuite.fingerprint import fingerprint
@@ -29,9 +39,11 @@ from benchsuite.plugins import load_registry
 from benchsuite.results import load_results
 from benchsuite.runs import summarize_run
 from benchsuite.tasks import make_task, run_task
+from benchsuite_problems.factorization import xy_minus_one
 
 needs_jax = pytest.mark.skipif(importlib.util.find_spec("jax") is None,
                                reason="jax is not installed")
+needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 
 # six cells on numpy; on JAX four compiled cells, and scipy_ivp (numpy-only) skipped twice
 CAMPAIGN = Campaign(problems=("xy_minus_one", "remark3_rational_1d"),
@@ -59,7 +71,7 @@ def reg():
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, reg) -> dict[str, Path]:
-    """The campaign run once on numpy and once on JAX (CPU), in forked workers."""
+    """The campaign run once on numpy and once on JAX (CPU), by the local executor."""
     registry = reg
     root = tmp_path_factory.mktemp("backends")
     folders = {"numpy": run_campaign(NUMPY, registry, root / "numpy",
@@ -188,6 +200,23 @@ def test_numpy_only_plugins_are_skipped_with_the_reason_on_jax(runs):
     assert f"jax {metadata.version('jax')} on cpu" in campaign_html(manifest, {})
 
 
+class NoWorkers:
+    """An executor that must not be asked for anything."""
+
+    def run(self, fn, tasks, time_limit=None):
+        raise AssertionError(f"{len(tasks)} tasks sent to workers")
+
+
+@needs_jax
+def test_a_numpy_only_cell_of_several_shards_is_skipped_without_workers(reg, tmp_path):
+    """Known in the parent: no worker starts (and imports JAX) only to say it is skipped, as
+    for an integrator that does not apply."""
+    campaign = replace(JAX, problems=("xy_minus_one",), integrators=("scipy_ivp",), shard_size=4)
+    run = run_campaign(campaign, reg, tmp_path / "run", executor=NoWorkers()).path
+    (reason,) = load_results(run)["skipped"]["reason"]
+    assert "integrator scipy_ivp is numpy-only (array_api = False)" in reason
+
+
 @needs_jax
 def test_a_campaign_left_with_nothing_to_run_on_jax_is_refused(tmp_path):
     out = invoke("run", "-p", "xy_minus_one", "-i", "scipy_ivp", "--backend", "jax", "-n", "2",
@@ -205,6 +234,226 @@ def test_a_worker_that_cannot_run_the_backend_refuses_its_task(reg):
     (cell,) = plan(registry, campaign)
     task = make_task(cell, campaign, registry)
     assert (task.backend, task.device) == ("jax", "gpu:7")
-    outcome = run_contained(run_task, task)  # forked: JAX never starts in this process
+    outcome = run_contained(run_task, task)  # in a child process, as a worker
     assert isinstance(outcome, TaskFailure) and outcome.refused
     assert "this worker cannot run the campaign's backend" in outcome.message
+
+
+# -- fresh workers keep the containment of forked ones -----------------------------------------
+
+
+@pytest.fixture
+def fresh(monkeypatch):
+    """The local executor as in a process where JAX runs (without starting JAX here): it runs
+    afresh every task that does not say it never calls into JAX."""
+    monkeypatch.setattr(execution, "jax_running", lambda: True)
+
+
+def _act(kind: str):
+    """What a task does in its worker (the deaths of tests/test_containment.py)."""
+    if kind == "fresh":  # a fresh interpreter (benchsuite.execution.FreshWorker), not a fork
+        return "_fresh_child" in " ".join(sys.orig_argv)
+    if kind == "sys_exit":
+        sys.exit("bye")
+    if kind == "os_exit":
+        os._exit(3)
+    if kind == "sigkill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if kind == "unpicklable":
+        return lambda: None
+    if kind == "sigterm_to_self":  # ignored by workers: only the parent acts on it
+        os.kill(os.getpid(), signal.SIGTERM)
+    if kind == "warn":
+        warnings.warn("injected warning", stacklevel=1)
+    if kind.startswith("hang:"):  # say so, then never return
+        Path(kind[5:], str(os.getpid())).touch()
+        time.sleep(3600)
+    return kind
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie is dead
+
+
+def _until(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+@needs_proc
+def test_fresh_workers_fail_alone_and_say_why(fresh, tmp_path):
+    kinds = ["fresh", "sys_exit", "os_exit", "sigkill", "unpicklable", "sigterm_to_self",
+             lambda: None,  # a task that cannot travel to a fresh interpreter
+             "warn"]  # the parent's warning filters hold there, as in a fork
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", "injected warning", UserWarning)
+        out = dict(ForkExecutor(4).run(_act, kinds, time_limit=120.0))
+    assert out[0] is True and out[5] == "sigterm_to_self"
+    for i, expected in ((1, "the cell called sys.exit('bye')"),
+                        (2, "worker exited with code 3 before returning a result"),
+                        (3, "worker killed by signal SIGKILL (9): out of memory?"),
+                        (4, "could not send the result back"),
+                        (6, "could not send the task to a fresh worker"),
+                        (7, "UserWarning: injected warning")):
+        assert isinstance(out[i], TaskFailure) and expected in out[i].message, out[i]
+    # the hard time limit kills the worker and what its task started (a shell, here)
+    mark = tmp_path / "shell"
+    ((_, hung),) = ForkExecutor(1).run(subprocess.call, [
+        ["sh", "-c", f"echo $$ > {mark}; exec sleep 300"]], time_limit=8.0)
+    assert isinstance(hung, TaskFailure) and "hard time limit of 8 s" in hung.message
+    assert _until(lambda: not _alive(int(mark.read_text())), 5)
+
+
+FRESH_DRIVER = textwrap.dedent("""
+    import sys
+    from benchsuite import execution
+    from test_backend_campaign import _act
+
+    execution.jax_running = lambda: True  # as in a process where JAX runs
+    try:
+        list(execution.ForkExecutor(2).run(_act, [f"hang:{sys.argv[1]}"] * 2))
+    except execution.Interrupted as exc:
+        print("Interrupted", exc.signal, flush=True)
+        sys.exit(7)
+""")
+
+
+@needs_proc
+@pytest.mark.parametrize(("signum", "group"), [(signal.SIGKILL, False), (signal.SIGHUP, True)],
+                         ids=["sigkill-parent", "sighup-group"])
+def test_fresh_workers_die_with_their_run(tmp_path, signum, group):
+    """A parent killed outright takes its fresh workers with it (they are its children, as
+    forked ones are), and a signal to the whole group stops the run like Ctrl-C. The parent is
+    a script with no ``if __name__ == "__main__"`` guard: a fresh worker never runs it."""
+    script, marks = tmp_path / "driver.py", tmp_path / "marks"
+    script.write_text(FRESH_DRIVER)
+    marks.mkdir()
+    driver = subprocess.Popen([sys.executable, str(script), str(marks)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
+                                  str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))})
+    try:
+        assert _until(lambda: len(list(marks.iterdir())) == 2, 120), "no workers came up"
+        pids = [int(mark.name) for mark in marks.iterdir()]
+        (os.killpg if group else os.kill)(driver.pid, signum)
+        out, err = driver.communicate(timeout=60)
+        if group:
+            assert driver.returncode == 7 and out.strip() == "Interrupted SIGHUP", err
+        assert _until(lambda: not any(_alive(pid) for pid in pids), 5), \
+            [pid for pid in pids if _alive(pid)]
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.communicate(timeout=30)
+
+
+class HereOnly:
+    """A plugin registered in this process only (no entry point)."""
+
+    @hookimpl
+    def benchsuite_problems(self):
+        return [replace(xy_minus_one(), name="here_only")]
+
+
+@needs_jax
+def test_a_fresh_worker_refuses_a_plugin_registered_in_the_parent_only(fresh, tmp_path):
+    registry = load_registry(extra_plugins={"here": HereOnly()})
+    campaign = replace(JAX, problems=("here_only",), integrators=("euler(h=0.05)",))
+    with pytest.raises(WorkersRefused) as refused:
+        run_campaign(campaign, registry, tmp_path / "run")
+    assert ("no problem named 'here_only' is installed on this worker (a worker that starts "
+            "afresh") in str(refused.value)
+    assert not list((tmp_path / "run" / "cells").glob("*"))
+
+
+# -- campaigns from a process where JAX runs ---------------------------------------------------
+
+#: An installed plugin (a fake distribution on PYTHONPATH, as in test_chaos): a problem that
+#: takes its gradient from JAX, whose workers call into JAX on the numpy backend too, and its
+#: twin with the gradient written by hand.
+AUTODIFF_PLUGIN = """
+import numpy as np
+from benchsuite import Problem, Theory, Verdict, hookimpl, uniform_box
+from benchsuite.arrays import namespace
+
+def sample(rng, n):  # the twins' points are the same, whatever their names seed
+    return uniform_box(-2.0, 2.0, 2)(np.random.default_rng(7), n)
+
+def f(X):
+    return 0.5 * (X[:, 0] * X[:, 1] - 2.0) ** 2
+
+def grad(X):
+    r = X[:, 0] * X[:, 1] - 2.0
+    return namespace(X).stack([r * X[:, 1], r * X[:, 0]], axis=1)
+
+def hyperbola(name, **gradient):
+    return Problem(name=name, n=2, f=f, sample=sample, f_star=0.0,
+                   attained=True, smooth=True, coercive=False, critical_values=(0.0, 2.0),
+                   critical_values_complete=True, description="(x y - 2)^2 / 2",
+                   theory=Theory(Verdict.YES, Verdict.NO, Verdict.NO, source="test"),
+                   **gradient)
+
+@hookimpl
+def benchsuite_problems():
+    return [hyperbola("hyperbola_autodiff", autodiff=True),
+            hyperbola("hyperbola_by_hand", grad=grad)]
+"""
+#: On numpy: a fresh worker (the autodiff gradient) and a forked one (its twin).
+AUTODIFF = replace(CAMPAIGN, problems=("hyperbola_*",), integrators=("euler(h=0.05)",))
+JAX_FIRST = textwrap.dedent("""
+    import sys, warnings
+    from pathlib import Path
+    warnings.simplefilter("error", RuntimeWarning)  # JAX's at-fork warning among them
+    import jax.numpy as jnp
+    from benchsuite.campaign import run_campaign
+    from benchsuite.execution import jax_running
+    from benchsuite.plugins import load_registry
+    from test_backend_campaign import AUTODIFF, JAX
+
+    assert not jax_running()
+    assert float(jnp.sum(jnp.ones(3))) == 3.0 and jax_running()  # JAX's threads run here
+    registry = load_registry(strict=True)
+    for name, campaign in (("jax", JAX), ("numpy", AUTODIFF)):  # the local executor
+        run_campaign(campaign, registry, Path(sys.argv[1]) / name)
+""")
+
+
+@needs_jax
+@pytest.mark.slow
+def test_campaigns_run_from_a_process_where_jax_runs(runs, tmp_path):
+    """A fork of a process whose JAX runs deadlocks in the child's first JAX call: the local
+    executor starts afresh the workers that call into JAX (jax backend, autodiff gradient), forks
+    the others, and the tables are those of forked workers. In a process of its own, with a
+    time limit, so that a deadlock fails the test instead of hanging the suite."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "autodiff_plugin.py").write_text(AUTODIFF_PLUGIN)
+    info = site / "autodiff_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: autodiff-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[benchsuite]\nautodiff = autodiff_plugin\n")
+    path = [str(site), str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]
+    try:
+        done = subprocess.run([sys.executable, "-c", JAX_FIRST, str(tmp_path)], text=True,
+                              capture_output=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))})
+    except subprocess.TimeoutExpired as exc:  # its workers die with it (PR_SET_PDEATHSIG)
+        pytest.fail(f"deadlocked: no end after {exc.timeout:g} s\n{exc.stderr}")
+    assert done.returncode == 0, done.stderr
+    assert "os.fork() was called" not in done.stderr
+    assert_same_tables(runs["jax"], tmp_path / "jax")  # fresh workers, the same bytes
+    traj = _traj(tmp_path / "numpy")
+    assert not (traj["stop"] == "error").any(), traj["message"]
+    auto, hand = (traj[traj["problem"] == name].reset_index(drop=True)
+                  for name in ("hyperbola_autodiff", "hyperbola_by_hand"))
+    assert len(auto) == len(hand) == CAMPAIGN.n_points
+    for column in ("outcome", "stop", "steps"):
+        assert list(auto[column].astype(str)) == list(hand[column].astype(str)), column
+    np.testing.assert_allclose(np.stack(auto["x"]), np.stack(hand["x"]), rtol=1e-12, atol=0.0)

@@ -1,6 +1,3 @@
-# Named so that it runs after tests/test_backend_campaign.py: that module forks workers that
-# start JAX, which deadlocks once JAX has started its threads in the test process (as this
-# module does). The real fix, spawned workers for non-numpy backends, is open in issue 15.
 """Gradients by automatic differentiation (JAX): a problem may give only f.
 
 The catalog's hand-written gradients equal JAX's derivatives of their f; a problem that gives
@@ -228,11 +225,11 @@ def test_the_kit_checks_a_hand_written_gradient_against_autodiff():
     for part in ("worst row", "x = [", "grad = [", "autodiff = [", "coordinate 0"):
         assert part in bad.message, bad.message
     # in a full run finite differences name the sign error first; autodiff does not repeat it
-    full = {f.check: f for f in check_problem(hyperbola(grad=_sign_error))}
+    full = {f.check: f for f in check_problem(hyperbola(grad=_sign_error), slow=True)}
     assert full["gradient"].severity is Severity.FAIL
     assert full["autodiff"].message == "not run: gradient failed"
     # an error of 1e-7 passes finite differences (1e-6) and is caught by autodiff alone
-    subtle = check_problem(hyperbola(grad=_factor_off_by_1e7))
+    subtle = check_problem(hyperbola(grad=_factor_off_by_1e7), slow=True)
     assert {f.check for f in subtle if f.severity is Severity.FAIL} == {"autodiff"}
 
 
