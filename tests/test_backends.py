@@ -215,3 +215,18 @@ def test_backend_errors_say_what_to_do():
         with pytest.raises(BackendError, match="jax\\[cuda12\\]"):
             resolve("jax", "gpu")
     assert resolve("jax").describe()["backend"] == "jax"
+
+
+def test_the_kit_catches_a_step_that_does_not_compile():
+    """The plugin kit's `compiled` check: the host-reading step fails it with the tracing
+    hint, a traceable one passes it."""
+    from benchsuite.testing import check_integrator
+
+    def verdict(integrator):
+        [finding] = check_integrator(integrator, slow=True, checks=["compiled"])
+        return finding
+
+    bad = verdict(_HostReading())
+    assert bad.severity.value == "fail" and "does not run compiled" in bad.message
+    assert "while_loop" in bad.message
+    assert verdict(_Flagging()).severity.value == "pass"

@@ -277,6 +277,20 @@ class BatchStep(Heun):
 
 
 @dataclass(frozen=True)
+class BatchRetry(Heun):
+    """Takes Heun's step, but evaluates the whole batch once more when some row's gradient is
+    large: every point is right, yet a row's oracle count depends on its neighbours."""
+
+    name = "batch_retry"
+
+    def step(self, oracle, state):
+        norms = np.linalg.norm(oracle.grad(state.x), axis=1)
+        if norms.max() > norms.min() + 1e-3:  # the rows differ
+            oracle.grad(state.x)
+        return super().step(oracle, state)
+
+
+@dataclass(frozen=True)
 class Undeclared(Heun):
     """Heun's method without the fixed-step declaration."""
 
@@ -426,7 +440,8 @@ def test_most_flaws_fail_only_their_own_check():
 
 @pytest.mark.parametrize(("integrator", "check"), [(WrongLimit(), "fixed_step"),
                                                    (UndeclaredProx(), "requires"),
-                                                   (Random(), "pure_step")])
+                                                   (Random(), "pure_step"),
+                                                   (BatchRetry(), "rows_independent")])
 def test_more_integrator_flaws(integrator, check):
     assert check in failing(check_integrator(integrator))
 
@@ -434,7 +449,8 @@ def test_more_integrator_flaws(integrator, check):
 def test_every_check_has_a_flawed_plugin_that_it_catches():
     caught = set(FLAWED_PROBLEMS) | set(FLAWED_INTEGRATORS) | {
         "subgradient", "prox_optimal", "prox_fixed_points", "critical_values",
-        "autodiff"}  # its flawed gradients are in tests/test_gradients_autodiff.py
+        "autodiff",  # its flawed gradients are in tests/test_autodiff.py (they need JAX)
+        "compiled"}  # its flawed integrator is in tests/test_backends.py (it needs JAX)
     untested = {c for kind in CHECKS.values() for c in kind} - caught
     assert not untested, untested
 

@@ -210,20 +210,28 @@ def check_pure_step(integrator: Integrator, ctx: Context) -> str:
 @check("integrator", needs=NEEDS)
 def check_rows_independent(integrator: Integrator, ctx: Context) -> str:
     """A row's trajectory does not depend on the other rows: stepped alone, in a permuted batch
-    or beside other rows, it gives the same points and flow times; rows taken out of a state
-    (``State.take``, as the harness retires rows) step as they would in it, and
+    or beside other rows, it gives the same points, flow times and oracle counts; rows taken
+    out of a state (``State.take``, as the harness retires rows) step as they would in it, and
     ``State.concat`` of its halves gives it back."""
     problem = _reference(integrator)
     X = _start(problem, ctx, 6)
     other = problem.sample(ctx.rng(1), 6)
-    full = _host(_run(integrator, problem, X)[0])
+    state, oracle = _run(integrator, problem, X)
+    full, full_counts = _host(state), oracle.counts()
     perm = np.array([4, 0, 5, 2, 1, 3])
     mixed = other.copy()
     mixed[2] = X[2]
-    cases = [("alone", _run(integrator, problem, X[2:3])[0], [2], [0]),
-             ("in a permuted batch", _run(integrator, problem, X[perm])[0], perm, range(6)),
-             ("beside other rows", _run(integrator, problem, mixed)[0], [2], [2])]
-    for how, state, rows_full, rows_here in cases:
+    cases = [("alone", _run(integrator, problem, X[2:3]), [2], [0]),
+             ("in a permuted batch", _run(integrator, problem, X[perm]), perm, range(6)),
+             ("beside other rows", _run(integrator, problem, mixed), [2], [2])]
+    for how, (state, oracle), rows_full, rows_here in cases:
+        counts = oracle.counts()
+        for kind, want in full_counts.items():  # exactly: a count has no rounding
+            if not np.array_equal(counts[kind][list(rows_here)], want[list(rows_full)]):
+                fail(f"rows stepped {how} make other numbers of {kind} calls than the same "
+                     "rows of the whole batch: a row's work must depend on its own state "
+                     "only (count with where= masks or rows=, never for the whole batch's "
+                     "sake)")
         got = _host(state)
         for name in ("x", "t"):
             want = full[name][list(rows_full)]
@@ -512,3 +520,38 @@ def check_array_api(integrator: Integrator, ctx: Context) -> str:
         fail(f"the trajectory under array_api_strict differs from numpy by "
              f"{np.abs(got['x'] - want['x']).max():.3g}")
     return f"{STEPS} steps on {problem.name}"
+
+
+@check("integrator", slow=True, needs=(*NEEDS, "array_api"))
+def check_compiled(integrator: Integrator, ctx: Context) -> str:
+    """On the JAX backend (when installed) the step compiles, and 20 steps give the numpy
+    run's stops, steps, oracle counts and points (to 1e-9), when the integrator claims
+    array-API genericity: the harness traces the step once into a ``jax.jit`` loop, so it
+    must not read array values on the host or index by host arrays (masks, ``where=``,
+    ``benchsuite.arrays.while_loop``)."""
+    if not integrator.array_api:
+        skip("numpy-only integrator (array_api=False): skipped on other backends")
+    from benchsuite.backends import BackendError, resolve
+    from benchsuite.harness import Budget, run_cell
+
+    try:
+        backend = resolve("jax")
+    except BackendError as exc:
+        skip(f"JAX is not usable here: {exc}")
+    problem = _reference(integrator)
+    x0 = _start(problem, ctx, 4)
+    budget = Budget(t_max=1e9, max_steps=20)
+    eager, compiled = (run_cell(problem, integrator, x0, budget, backend=b,
+                                draw_landscape=False).trajectories
+                       for b in ("numpy", backend))
+    broken = compiled[compiled["stop"] == "error"]
+    if len(broken) and not (eager["stop"] == "error").all():
+        fail(f"the step does not run compiled: {broken['message'].iloc[0]}")
+    for column in ("stop", "steps", "nfev", "ngev", "nprox"):
+        if not (eager[column] == compiled[column]).all():
+            fail(f"on JAX, {column} differs from numpy: {compiled[column].tolist()} against "
+                 f"{eager[column].tolist()} (rows must not depend on values the trace fixed)")
+    want, got = (np.stack(t["x"].to_numpy()) for t in (eager, compiled))
+    if not np.allclose(got, want, rtol=1e-9, atol=1e-12 * (1 + np.abs(want).max())):
+        fail(f"on JAX the points differ from numpy by {np.abs(got - want).max():.3g}")
+    return f"20 steps on {problem.name}, jax {backend.describe()['version']}"

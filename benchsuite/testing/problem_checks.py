@@ -638,13 +638,15 @@ def _vector(v: np.ndarray) -> str:
 
 
 # after ``gradient`` and ``array_api``, which it needs: a grad that finite differences already
-# reject, or an f that is not array-API generic, would only fail here a second time
-@check("problem", needs=(*NEEDS, "gradient", "array_api"))
+# reject, or an f that is not array-API generic, would only fail here a second time. Slow: it
+# imports JAX and compiles one gradient per problem (a third of the catalog's fast run) to
+# catch only what ``gradient`` cannot see, errors below 1e-6
+@check("problem", slow=True, needs=(*NEEDS, "gradient", "array_api"))
 def check_autodiff(problem: Problem, ctx: Context) -> str:
     """A hand-written grad equals JAX's automatic derivative of f at the 64 points of
     ``gradient``, to 1e-8 of the gradient's scale (finite differences cannot see an error
     below 1e-6, such as a constant with too few digits): smooth array-API problems, when JAX
-    is installed."""
+    is installed. Slow: run it with ``slow=True`` or ``benchsuite check --slow``."""
     if not problem.smooth:
         skip("nonsmooth problem: autodiff gives no Clarke subgradient selection")
     if problem.autodiff:
