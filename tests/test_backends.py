@@ -192,6 +192,30 @@ def test_untraceable_step_fails_its_rows_with_what_to_do():
     assert traj["message"].str.contains("benchsuite.arrays.while_loop").all()
 
 
+def test_eager_array_api_backend_matches_numpy_bitwise():
+    """Another array library (torch, cupy: not installed by the tests) runs through the eager
+    path, one step per call with the library's own arrays. ``array_api_strict`` stands in for
+    them: it implements the standard and nothing more, so a step or oracle that reaches for a
+    numpy-only function fails here. Same operations in the same order as numpy: bitwise."""
+    problem = mc2x2_example1()
+    x0 = problem.sample(np.random.default_rng(3), 48)
+    budget = Budget(t_max=5.0, max_steps=2000)
+    registry = load_registry()
+    ran = 0
+    for name, integrator in registry.integrators.items():
+        a, b = (run_cell(problem, integrator, x0, budget, backend=backend)
+                for backend in ("numpy", "array_api_strict"))
+        if not integrator.array_api:
+            assert "numpy-only" in b.skipped, name
+            continue
+        ta, tb = a.trajectories, b.trajectories
+        for column in ("outcome", "stop", "steps", "nfev", "ngev", "nprox", "message"):
+            assert (ta[column].astype(str) == tb[column].astype(str)).all(), (name, column)
+        np.testing.assert_array_equal(_points(ta), _points(tb), err_msg=name)
+        ran += 1
+    assert ran >= 5  # euler, proximal, rk23, rk45, subgradient
+
+
 def test_numpy_only_plugins_are_skipped_with_the_reason():
     problem = mc2x2_example1()
     only_numpy = dataclasses.replace(problem, name="numpy_only", array_api=False)
