@@ -32,10 +32,13 @@ def _mc2x2_f(X):
 
 
 def _mc2x2_grad(X):
-    xp, x1, x2, y1, y2, r1, r2, r3 = _mc2x2_parts(X)
-    # doubling the residuals (exact in floating point) instead of the (B, 4) result: 3 passes
-    # over B numbers instead of 4
-    r1, r2, r3 = 2.0 * r1, 2.0 * r2, 2.0 * r3
+    xp = namespace(X)
+    x1, x2, y1, y2 = (X[:, i] for i in range(4))
+    # the doubled residuals 2 r_i from doubled y's: x (2 y) - 2 = 2 (x y - 1) exactly (scaling
+    # by 2 commutes with rounding; only |y| > 9e307 differs, where 2 y overflows), 8 passes
+    # over B numbers where 2 (x y - 1) takes 9
+    y1_2, y2_2 = y1 + y1, y2 + y2
+    r1, r2, r3 = x1 * y1_2 - 2.0, x2 * y1_2 - 2.0, x2 * y2_2 - 2.0
     return from_columns(xp, [r1 * y1, r2 * y1 + r3 * y2, r1 * x1 + r2 * x2, r3 * x2])
 
 
