@@ -150,3 +150,45 @@ def test_the_landscape_never_costs_the_trajectories(misbehaviour):
     assert clock.perf_counter() - started < 10  # cut at what is left of the 2 s net
     assert (cell.trajectories["outcome"].astype(str) == "converged_global").all()
     assert cell.landscape.empty and cell.info["landscape"].startswith("not recorded")
+
+
+def _sorted_records(records):
+    """The definition of the checkpoint table's order: stable sort by trajectory (records
+    come in step order); of two records of one (trajectory, step), the later."""
+    columns = {k: np.concatenate([r[k] for r in records]) for k in records[0]}
+    order = np.argsort(columns["traj"], kind="stable")
+    ids, steps = columns["traj"][order], columns["step"][order]
+    later = np.append((ids[1:] != ids[:-1]) | (steps[1:] != steps[:-1]), True)
+    return {k: v[order[later]] for k, v in columns.items()}
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_checkpoint_table_order_whatever_the_history(seed):
+    """Every way rows can be recorded (all at once, subsets, rows retiring, a step recorded
+    twice, sparse adaptive-like histories): the fast grid layouts give exactly the sorted
+    table, values and dtypes."""
+    from benchsuite.harness import _long_form
+
+    rng = np.random.default_rng(seed)
+    batch = int(rng.integers(1, 30))
+    alive, step, records = np.arange(batch), 0, []
+    sparse = seed % 4 == 0  # one row at a time at many steps: the general path
+    for _ in range(int(rng.integers(1, 25))):
+        step += int(rng.integers(0, 3))
+        if sparse:
+            ids = np.sort(rng.choice(batch, size=1))
+        elif seed % 4 == 1 or rng.random() < 0.5:
+            ids = alive  # every live row
+        else:
+            ids = np.sort(rng.choice(alive, size=int(rng.integers(0, alive.size + 1)),
+                                     replace=False))
+        alive = alive[rng.random(alive.size) < 0.9] if seed % 4 == 2 else alive
+        if ids.size:
+            records.append({"traj": ids, "step": np.full(ids.size, step),
+                            "f": rng.random(ids.size), "nfev": rng.integers(0, 9, ids.size)})
+    if not records:
+        return
+    got, want = _long_form(records, batch), _sorted_records(records)
+    for name in want:
+        assert got[name].dtype == want[name].dtype, name
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
