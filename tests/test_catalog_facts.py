@@ -407,8 +407,11 @@ def test_batch_of_1e5_points_without_python_loop_over_points(problem):
     big = problem.sample(np.random.default_rng(0), 100_000)
     small = big[:16]
     for oracle in (problem.f, problem.first_order):
+        oracle(small)  # warm caches (namespace lookups, lazy imports) before counting
         out, calls = python_calls(oracle, big)
         out_small, calls_small = python_calls(oracle, small)
-        assert calls == calls_small
+        # a loop over points makes >= 10^5 calls; a few more or fewer come from outside the
+        # oracle (a garbage collection callback, a cache filled by another test), by chance
+        assert calls <= calls_small + 100, (calls, calls_small)
         assert out.shape[0] == 100_000
         np.testing.assert_allclose(out[:16], out_small, rtol=1e-12, atol=1e-14)
