@@ -11,7 +11,15 @@ import pytest
 
 from benchsuite import Oracle
 from benchsuite.oracle import KINDS, ArrayOracle
-from benchsuite_plugins.proximal import DESCENT_RTOL, ProximalPoint, ProxState
+from benchsuite_plugins import proximal
+from benchsuite_plugins.proximal import (
+    ARMIJO,
+    CURVATURE,
+    DESCENT_RTOL,
+    MAX_BACKTRACKS,
+    ProximalPoint,
+    ProxState,
+)
 from benchsuite_problems.factorization import mc2x2_example1, xy_minus_one
 from benchsuite_problems.linear_networks import deep_linear_net
 from benchsuite_problems.sigmoid import sigmoid2pt_fig3
@@ -157,12 +165,16 @@ def test_retired_rows_are_frozen():
     assert np.all(new.t[[0, 2, 3, 4, 5]] > flagged.t[[0, 2, 3, 4, 5]])
 
 
-def test_masked_and_compacting_loops_agree():
+@pytest.mark.parametrize("memory", [8, 2], ids=["dense", "lbfgs"])
+def test_masked_and_compacting_loops_agree(memory, monkeypatch):
     """numpy's compacting loop (host Oracle) and the masked loop of compiled backends
     (ArrayOracle, here on numpy) give the same iterates, to the bit, and the same per-row
-    counts; the compacting loop did shrink its sub-batch, down to single rows."""
+    counts, with either model (n = 4: dense where memory >= n, else L-BFGS); the compacting
+    loop did shrink its sub-batch, down to single rows (allowed to compact however few rows
+    leave it)."""
+    monkeypatch.setattr(proximal, "COMPACT_MIN", 1)
     p = mc2x2_example1()
-    integ = ProximalPoint()
+    integ = ProximalPoint(memory=memory)
     x0 = p.sample(np.random.default_rng(7), 40)
     host = Oracle(p, 40)
     sub_batches = []  # sizes of the sub-batches the compacting loop called the oracle on
@@ -187,14 +199,93 @@ def test_masked_and_compacting_loops_agree():
     assert sub_batches and min(sub_batches) == 1
 
 
-def test_jitted_jax_matches_numpy():
+def _textbook_solve(problem, integ, x, gx):
+    """One row's inner solve by the textbook L-BFGS (Nocedal and Wright, Algorithm 7.4: the
+    two-loop recursion over every pair so far, from gamma I, gamma = s.y / y.y of the newest
+    pair, tau before any) with the same Armijo search, for at most ``integ.max_inner``
+    iterations. Returns the last iterate and the gradient calls."""
+    f = lambda v: problem.f(v[None])[0]  # noqa: E731
+    grad = lambda v: problem.grad(v[None])[0]  # noqa: E731
+    tau, fx = integ.tau, f(x)
+    target2 = (integ.tol * (1 + np.linalg.norm(gx))) ** 2
+    slack = DESCENT_RTOL * (1 + abs(fx)) / (2 * integ.max_inner)
+    y, gphi, phi, gamma, pairs, calls = x, gx, fx, tau, [], 0
+    for _ in range(integ.max_inner):
+        if gphi @ gphi <= target2:
+            break
+        q, alphas = gphi, []
+        for s, yv in reversed(pairs):
+            alphas.append((s @ q) / (s @ yv))
+            q = q - alphas[-1] * yv
+        r = gamma * q
+        for (s, yv), alpha in zip(pairs, reversed(alphas), strict=True):
+            r = r + (alpha - (yv @ r) / (s @ yv)) * s
+        for j in range(MAX_BACKTRACKS + 1):
+            point = y - 0.5**j * r
+            phi_point = f(point) + (point - x) @ (point - x) / (2 * tau)
+            if phi_point <= phi + slack - 0.5**j * ARMIJO * (r @ gphi):
+                break
+        else:
+            break
+        new_gphi = grad(point) + (point - x) / tau
+        calls += 1
+        s, yv = point - y, new_gphi - gphi
+        if s @ yv > CURVATURE * np.linalg.norm(s) * np.linalg.norm(yv):
+            pairs.append((s, yv))
+            gamma = (s @ yv) / (yv @ yv)
+        y, gphi, phi = point, new_gphi, phi_point
+    return y, calls
+
+
+@pytest.mark.parametrize("tau", [0.1, 100.0])
+def test_dense_model_is_lbfgs(tau):
+    """Where n <= memory the batched solve keeps the model as gamma M + N, two dense matrices
+    per row, yet it is L-BFGS as the textbook writes it: after k inner iterations (stopped
+    there, short of convergence) it is at the textbook's iterate, to rounding, having made the
+    same gradient calls per row, also where phi is nonconvex (tau = 100). Its updates
+    postponed to the next iteration and (numpy) made in place change nothing else."""
+    p = mc2x2_example1()
+    x0 = p.sample(np.random.default_rng(11), 16)
+    state = run(ProximalPoint(tau=tau), p, x0, 2)[0][-1]  # mid-run: tau I is not the answer
+    for k in (1, 2, 3, 6):
+        integ = ProximalPoint(tau=tau, max_inner=k)
+        oracle = Oracle(p, 16)
+        with np.errstate(all="ignore"):
+            y = integ._solve(oracle, state, state.flag == 0,
+                             DESCENT_RTOL * (1 + np.abs(state.fx)))[0]
+        for row in range(16):
+            want, calls = _textbook_solve(p, integ, state.x[row], state.gx[row])
+            np.testing.assert_allclose(y[row], want, rtol=1e-12, atol=1e-15)
+            assert calls == oracle.counts()["grad"][row]
+
+
+def test_row_sums_do_not_depend_on_the_batch():
+    """The per-row inner products and matrix-vector products add each row's terms in the
+    same order whatever the (sub-)batch, a single row included: the same bits."""
+    rng = np.random.default_rng(2)
+    n, batch = 5, 37
+    h = rng.standard_normal((n, n, batch)) * 10.0 ** rng.integers(-8, 8, (n, n, batch))
+    a, b = (rng.standard_normal((n, batch)) * 10.0 ** rng.integers(-8, 8, (n, batch))
+            for _ in range(2))
+    dots, products = proximal._dot(np, a, b), proximal._matvec(np, h, a)
+    for size in (1, 2, 3, 8):
+        for first in range(0, batch - size, 7):
+            part = slice(first, first + size)
+            sub_a, sub_b, sub_h = (np.ascontiguousarray(v[..., part]) for v in (a, b, h))
+            np.testing.assert_array_equal(proximal._dot(np, sub_a, sub_b), dots[part])
+            np.testing.assert_array_equal(proximal._matvec(np, sub_h, sub_a), products[:, part])
+
+
+@pytest.mark.parametrize("memory", [8, 2], ids=["dense", "lbfgs"])
+def test_jitted_jax_matches_numpy(memory):
     """The step compiles under jax.jit (no host synchronisation in it) and, after 50 steps of
-    Example 1, accepts the same rows, makes the same calls and reaches the same points."""
+    Example 1, accepts the same rows, makes the same calls and reaches the same points, with
+    either model."""
     jax = pytest.importorskip("jax")
     jax.config.update("jax_enable_x64", True)
     jnp = pytest.importorskip("jax.numpy")
     p = mc2x2_example1()
-    integ = ProximalPoint()
+    integ = ProximalPoint(memory=memory)
     batch = 64
     x0 = p.sample(np.random.default_rng(0), batch)
 
