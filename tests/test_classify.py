@@ -12,7 +12,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchsuite import Budget, Integrator, Problem, State, Theory, Verdict, run_cell, uniform_box
+from benchsuite import (
+    Budget,
+    Integrator,
+    Problem,
+    State,
+    Theory,
+    Verdict,
+    classify,
+    run_cell,
+    uniform_box,
+)
 from benchsuite.classify import aitken_limit, lambda_max, lambda_min
 from benchsuite.columns import points
 from benchsuite.vocabulary import OUTCOMES
@@ -271,22 +281,35 @@ def test_aitken_error_bar_covers_estimates_that_do_not_settle():
     assert err[0] >= 10 * changes.max()
 
 
-def test_lambda_max_by_power_iteration():
+@pytest.mark.parametrize("dense_up_to", [24, 0], ids=["dense", "power"])
+def test_lambda_max_known_values(dense_up_to, monkeypatch):
+    """Example 1's Hessian at (1, 1, 1, 1) and at the origin (a saddle whose spectrum is
+    symmetric, +-3.24, where a plain power iteration oscillates), whole or by power iteration."""
+    monkeypatch.setattr(classify, "DENSE_LAMBDA_MAX", dense_up_to)
     p = factorization.mc2x2_example1()
     x = np.array([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
     np.testing.assert_allclose(lambda_max(p, x), [4 + 2 * math.sqrt(2), math.sqrt(5) + 1],
                                rtol=1e-4)
 
 
-def test_lambda_min_matches_the_dense_hessian():
-    p = factorization.mc2x2_example1()
-    x = p.sample(np.random.default_rng(4), 5)
+@pytest.mark.parametrize("problem", [factorization.mc2x2_example1(),
+                                     factorization.pca_factorization(4, 4, 2)],
+                         ids=lambda p: f"n={p.n}")
+def test_extreme_eigenvalues_match_the_dense_hessian(problem, monkeypatch):
+    """lambda_min and lambda_max are the extreme eigenvalues of the Hessian, built here row by
+    row; the power iteration (forced) never overshoots lambda_max, a Rayleigh quotient."""
+    x = problem.sample(np.random.default_rng(4), 40)
     dense = []
     for row in x:
-        H = np.stack([(p.grad(row[None] + 1e-6 * e) - p.grad(row[None] - 1e-6 * e))[0] / 2e-6
-                      for e in np.eye(4)], axis=1)
-        dense.append(np.linalg.eigvalsh((H + H.T) / 2).min())
-    np.testing.assert_allclose(lambda_min(p, x), dense, rtol=1e-4, atol=1e-6)
+        H = np.stack([(problem.grad(row[None] + 1e-6 * e) - problem.grad(row[None] - 1e-6 * e))[0]
+                      / 2e-6 for e in np.eye(problem.n)], axis=1)
+        dense.append(np.linalg.eigvalsh((H + H.T) / 2)[[0, -1]])
+    dense = np.array(dense)
+    scale = 1e-4 * (1.0 + np.abs(dense).max(axis=1))
+    assert np.all(np.abs(lambda_min(problem, x) - dense[:, 0]) <= scale)
+    assert np.all(np.abs(lambda_max(problem, x) - dense[:, 1]) <= scale)
+    monkeypatch.setattr(classify, "DENSE_LAMBDA_MAX", 0)
+    assert np.all(lambda_max(problem, x) <= dense[:, 1] + scale)
 
 
 def test_lambda_max_of_a_row_does_not_depend_on_its_batch_mates():
