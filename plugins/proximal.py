@@ -227,13 +227,14 @@ def _dense_pair(xp: Any, q: tuple[Array, Array], s: Array, yv: Array, sy: Array,
     n^2 entries of the models if it came in the same kernel, and the last iteration of a step
     needs none (numpy skips it).
     """
-    # rho = 0 where there is no update, which gives a = 0 for finite pairs (one that
-    # overflows belongs to a row that stops: its gradient is not finite)
-    rho = 1.0 / xp.where(update, sy, xp.inf)
-    half = 0.5 * rho
+    # rho s rather than rho^2, which overflows for s.y < 1e-154; a row without an update
+    # keeps its model by the where, not by rho = 0 (0 * inf is NaN where y.My overflows)
+    rho = 1.0 / xp.where(update, sy, 1.0)
+    rs = rho * s
     my, ny = _matvec(xp, q[0], yv), _matvec(xp, q[1], yv)
-    return ((half * rho * _dot(xp, my, yv)) * s - rho * my,
-            (half * rho * _dot(xp, ny, yv) + half) * s - rho * ny)
+    a_m = (0.5 * rho * _dot(xp, my, yv)) * rs - rho * my
+    a_n = (0.5 * rho * _dot(xp, ny, yv) + 0.5) * rs - rho * ny
+    return xp.where(update, a_m, 0.0), xp.where(update, a_n, 0.0)
 
 
 def _rank2(xp: Any, h: Array, s: Array, a: Array) -> Array:
@@ -549,9 +550,9 @@ class ProximalPoint(Integrator):
         # -r descends where grad phi . r > 0, which a positive definite model guarantees but
         # for rounding or non-finite values: a row without descent gives up, as one whose line
         # search fails (its retry with tau/2 restarts the model)
-        y, fy, phi, searching = self._line_search(xp, path, const, it, r, dr,
-                                                  it.active & (dr > 0.0))
-        moved = it.active ^ searching  # the rows still searching are among the active ones
+        descent = it.active & (dr > 0.0)
+        y, fy, phi, searching = self._line_search(xp, path, const, it, r, dr, descent)
+        moved = descent ^ searching  # the rows still searching are among the descending ones
         g = xp.where(moved, path.call("grad", y, moved), it.g)
         gphi = g + (y - const.x) * const.inv_tau
         s, yv = y - it.y, gphi - it.gphi

@@ -9,8 +9,9 @@ import itertools
 import numpy as np
 import pytest
 
-from benchsuite import Oracle
+from benchsuite import Oracle, Problem, Theory, Verdict
 from benchsuite.oracle import KINDS, ArrayOracle
+from benchsuite.problem import gaussian
 from benchsuite_plugins import proximal
 from benchsuite_plugins.proximal import (
     ARMIJO,
@@ -22,6 +23,7 @@ from benchsuite_plugins.proximal import (
 )
 from benchsuite_problems.factorization import mc2x2_example1, xy_minus_one
 from benchsuite_problems.linear_networks import deep_linear_net
+from benchsuite_problems.one_dimensional import cubic_blowup_1d
 from benchsuite_problems.sigmoid import sigmoid2pt_fig3
 
 FIELDS = [f.name for f in dataclasses.fields(ProxState)]
@@ -311,3 +313,37 @@ def test_jitted_jax_matches_numpy(memory):
     x = np.asarray(leaves[0])
     np.testing.assert_allclose(x, state.x, rtol=1e-9, atol=1e-12)
     assert isinstance(leaves[0], jax.Array)
+
+
+def _scaled_quadratic(scale: float) -> Problem:
+    """f = scale/2 (x1^2 + 3 x2^2): convex, with curvature ``scale``."""
+    diag = np.array([1.0, 3.0])
+    return Problem(name="scaled_quadratic", n=2, f=lambda X: 0.5 * scale * np.sum(diag * X**2, 1),
+                   grad=lambda X: scale * diag * X, sample=gaussian(1.0, 2), f_star=0.0,
+                   attained=True, smooth=True, coercive=True, array_api=False,
+                   theory=Theory(bounded_trajectories=Verdict.YES,
+                                 spurious_local_minima=Verdict.NO,
+                                 spurious_minima_at_infinity=Verdict.NO, source="test"),
+                   description="a convex quadratic of extreme curvature")
+
+
+@pytest.mark.parametrize("memory", [8, 1], ids=["dense", "lbfgs"])
+@pytest.mark.parametrize(("problem", "x0", "tau", "steps"), [
+    (cubic_blowup_1d(), [[1.0]], 0.1, 12),
+    (_scaled_quadratic(1e148), [[1e-153, 1e-153]], 1e-148, 5)],
+    ids=["cubic-blowup", "curvature-1e148"])
+def test_no_solve_spins_where_it_cannot_descend(problem, x0, tau, steps, memory):
+    """A row whose model gives no descent direction (overflow in the pairs, where -x^3/3 blows
+    up, or 1/(s.y) ~ 1e158 at curvature 1e148) gives up at once and retries with tau/2: no
+    step spends max_inner gradient calls at one point (it did, with the dense model's NaN
+    updates). On the convex quadratic every step is accepted, whichever model."""
+    integ = ProximalPoint(tau=tau, memory=memory)
+    states, oracle = run(integ, problem, np.array(x0), 0)
+    state, most = states[0], 0
+    with np.errstate(all="ignore"):
+        for _ in range(steps):
+            state, counts = step_counts(integ, oracle, state)
+            most = max(most, int(counts["grad"][0]))
+    assert most < integ.max_inner / 4
+    if problem.coercive:
+        assert state.t[0] == pytest.approx(steps * tau, rel=1e-12) and state.flag[0] == 0
