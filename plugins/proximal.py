@@ -497,12 +497,6 @@ class ProximalPoint(Integrator):
                 where=None if np.count_nonzero(where) == where.size else where)
             return got if got.ndim == 1 else np.ascontiguousarray(got.T)
 
-        def loop(cond: Callable[[Any], Array], body: Callable[[Any], Any], carry: Any) -> Any:
-            # the oracle counts on the host: a plain loop (while_loop's, without its checks)
-            while cond(carry):
-                carry = body(carry)
-            return carry
-
         def write(done: np.ndarray | None) -> None:
             if not out:
                 out.extend((x.copy(), fx.copy(), g0.copy(), gnorm2.copy()))
@@ -511,7 +505,8 @@ class ProximalPoint(Integrator):
                 # np.take gathers faster than fancy indexing on the last axis
                 to[..., at] = v if done is None else np.take(v, done, axis=-1)
 
-        path = _Path(call, loop)
+        # the host Oracle counts as a side effect: numpy's while_loop, a Python loop, keeps it
+        path = _Path(call, functools.partial(while_loop, np))
         for k in range(self.max_inner):
             sub = self._iteration(np, path, sub_const, sub, k)
             going = np.count_nonzero(sub.active)
@@ -540,7 +535,7 @@ class ProximalPoint(Integrator):
         q = it.q
         if q:
             if k != 0:  # the last iteration's update (there is none at the first)
-                q = tuple(_rank2(xp, x, it.qs, a) for x, a in zip(q, it.qa, strict=True))
+                q = tuple(_rank2(xp, h, it.qs, a) for h, a in zip(q, it.qa, strict=True))
             r = it.gamma * _matvec(xp, q[0], it.gphi) + _matvec(xp, q[1], it.gphi)
         else:
             # slots older than the k newest are still empty in every row: skipped
