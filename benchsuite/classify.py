@@ -549,7 +549,7 @@ def lambda_max(problem: Any, x: np.ndarray, iterations: int = POWER_ITERATIONS) 
     products, which finds the eigenvalue of largest *magnitude*, which at a saddle with a
     symmetric spectrum (Example 1's origin: +-3.24) oscillates and says nothing. So a first
     pass estimates rho = max |lambda|, and a second iterates on H + rho I, whose dominant
-    eigenvalue is lambda_max + rho.
+    eigenvalue is lambda_max + rho (``iterations`` of it, half as many for the first).
     """
     if x.shape[1] <= DENSE_LAMBDA_MAX:
         return _hessian_eigenvalues(problem, x, -1)

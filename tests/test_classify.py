@@ -312,7 +312,9 @@ def test_extreme_eigenvalues_match_the_dense_hessian(problem, monkeypatch):
     assert np.all(lambda_max(problem, x) <= dense[:, 1] + scale)
 
 
-def test_lambda_max_of_a_row_does_not_depend_on_its_batch_mates():
+@pytest.mark.parametrize("dense_up_to", [24, 0], ids=["dense", "power"])
+def test_lambda_max_of_a_row_does_not_depend_on_its_batch_mates(dense_up_to, monkeypatch):
+    monkeypatch.setattr(classify, "DENSE_LAMBDA_MAX", dense_up_to)
     p = factorization.mc2x2_example1()
     x = p.sample(np.random.default_rng(0), 9)
     np.testing.assert_array_equal(lambda_max(p, x)[3:4], lambda_max(p, x[3:4]))

@@ -328,15 +328,16 @@ def _scaled_quadratic(scale: float) -> Problem:
 
 
 @pytest.mark.parametrize("memory", [8, 1], ids=["dense", "lbfgs"])
-@pytest.mark.parametrize(("problem", "x0", "tau", "steps"), [
-    (cubic_blowup_1d(), [[1.0]], 0.1, 12),
-    (_scaled_quadratic(1e148), [[1e-153, 1e-153]], 1e-148, 5)],
+@pytest.mark.parametrize(("problem", "x0", "tau", "steps", "all_accepted"), [
+    (cubic_blowup_1d(), [[1.0]], 0.1, 12, False),
+    (_scaled_quadratic(1e148), [[1e-153, 1e-153]], 1e-148, 5, True)],
     ids=["cubic-blowup", "curvature-1e148"])
-def test_no_solve_spins_where_it_cannot_descend(problem, x0, tau, steps, memory):
+def test_no_solve_spins_where_it_cannot_descend(problem, x0, tau, steps, all_accepted, memory):
     """A row whose model gives no descent direction (overflow in the pairs, where -x^3/3 blows
     up, or 1/(s.y) ~ 1e158 at curvature 1e148) gives up at once and retries with tau/2: no
-    step spends max_inner gradient calls at one point (it did, with the dense model's NaN
-    updates). On the convex quadratic every step is accepted, whichever model."""
+    step spends more than a quarter of max_inner gradient calls (the blow-up's solves take 14
+    at most; with the dense model's NaN updates they spent all 100 at one point). On the
+    convex quadratic every step is accepted, whichever model."""
     integ = ProximalPoint(tau=tau, memory=memory)
     states, oracle = run(integ, problem, np.array(x0), 0)
     state, most = states[0], 0
@@ -345,5 +346,5 @@ def test_no_solve_spins_where_it_cannot_descend(problem, x0, tau, steps, memory)
             state, counts = step_counts(integ, oracle, state)
             most = max(most, int(counts["grad"][0]))
     assert most < integ.max_inner / 4
-    if problem.coercive:
+    if all_accepted:
         assert state.t[0] == pytest.approx(steps * tau, rel=1e-12) and state.flag[0] == 0
